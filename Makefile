@@ -1,0 +1,29 @@
+# The README's contract: `make demo` and `make test` each set everything up from a clean clone.
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU build lies on this machine's disk; with a GPU, override: make demo TORCH="torch==2.13.0 --index-url <your CUDA index>"
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo-output
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/mnistlab data fetch mnist
+	$(BIN)/mnistlab data show mnist --out $(DEMO_OUT)/mnist-samples.png
+	@echo "demo output: $(abspath $(DEMO_OUT))"
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
