@@ -137,7 +137,14 @@ class DatasetCache:
         return meta if isinstance(meta, dict) and meta.get("version") == META_VERSION else None
 
     def store(self, arrays: dict[tuple[str, str], np.ndarray], provenance: dict) -> dict:
-        """Write every array atomically, then the meta file that makes the entry complete."""
+        """Write every array atomically, then the meta file that makes the entry complete.
+
+        The old meta file goes first, so an interrupted store leaves an entry that is plainly
+        incomplete (and is fetched again), never old metadata over a mix of old and new files."""
+        try:
+            self.meta_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise cache_os_error(exc, self.dir) from None
         files = {}
         for (split, kind), array in arrays.items():
             path = self.path(split, kind)

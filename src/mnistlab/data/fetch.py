@@ -82,12 +82,11 @@ def decode(spec: DatasetSpec, contents: dict[FileSpec, bytes], origins: dict[Fil
 
 
 def _from_source(spec: DatasetSpec, cache: DatasetCache, source: Source, staging: Path, progress: bool, trust: bool) -> dict:
-    blobs = source.obtain(spec, staging, progress)
+    found = source.collect(spec, staging, lambda fs, blob: verify_blob(fs, blob, trust=trust), progress)
     contents, origins, how, content_sha = {}, {}, {}, {}
-    for fs, blob in blobs.items():
-        contents[fs], how[fs.name] = verify_blob(fs, blob, trust=trust)
-        origins[fs] = blob.origin
-        content_sha[fs.name] = hashlib.sha256(contents[fs]).hexdigest()
+    for fs, ((content, verified_by), origin) in found.items():
+        contents[fs], how[fs.name], origins[fs] = content, verified_by, origin
+        content_sha[fs.name] = hashlib.sha256(content).hexdigest()
     arrays = decode(spec, contents, origins)
     return cache.store(arrays, {"source": source.label, "origins": {fs.name: o for fs, o in origins.items()},
                                 "verified_by": how, "content_sha256": content_sha})

@@ -31,7 +31,7 @@ import numpy as np
 from mnistlab.data.cache import ensure_dir, locked
 from mnistlab.data.catalog import KMNIST_NPZ, DatasetSpec, FileSpec
 from mnistlab.data.idx import write_idx
-from mnistlab.errors import SourceError, UnsafeArchiveError
+from mnistlab.errors import ChecksumError, IdxFormatError, SourceError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ def index_path(path: Path, spec: DatasetSpec | None = None) -> dict[str, Blob]:
         return found
     if not path.is_file():
         raise SourceError(f"{path}: no such file or folder")
+    if path.suffix == ".npz":  # a zip too, but of arrays
+        return _index_npz(path, spec)
     if zipfile.is_zipfile(path):
         verified = None
         if spec is not None and spec.archive is not None and spec.archive.md5 and _md5_file(path) == spec.archive.md5:
@@ -107,9 +109,6 @@ def index_path(path: Path, spec: DatasetSpec | None = None) -> dict[str, Blob]:
         for m in members:
             if m.isfile():
                 found.setdefault(normalize_name(m.name), Blob(lambda n=m.name: _read_tar_member(path, n), f"{path}:{m.name}"))
-        return found
-    if path.suffix == ".npz":
-        found.update(_index_npz(path, spec))
         return found
     found[normalize_name(path.name)] = Blob(path.read_bytes, str(path))
     return found
@@ -169,6 +168,9 @@ def _index_npz(path: Path, spec: DatasetSpec | None) -> dict[str, Blob]:
     return found
 
 
+Accept = Callable[[FileSpec, Blob], object]  # verifies a candidate (returns its content) or raises
+
+
 class Source:
     """Finds candidate copies of a dataset's files."""
 
@@ -179,6 +181,10 @@ class Source:
 
     def obtain(self, spec: DatasetSpec, staging: Path, progress: bool = False) -> dict[FileSpec, Blob]:
         raise NotImplementedError
+
+    def collect(self, spec: DatasetSpec, staging: Path, accept: Accept, progress: bool = False) -> dict[FileSpec, tuple]:
+        """Each file's `accept(fs, blob)` result and origin; a rejected file fails the source."""
+        return {fs: (accept(fs, blob), blob.origin) for fs, blob in self.obtain(spec, staging, progress).items()}
 
     @staticmethod
     def pick(spec: DatasetSpec, index: dict[str, Blob], where: str) -> dict[FileSpec, Blob]:
@@ -220,8 +226,13 @@ class MirrorSource(Source):
         return bool(spec.mirrors or spec.archive)
 
     def obtain(self, spec, staging, progress=False):
+        return self.collect(spec, staging, lambda fs, blob: blob, progress)
+
+    def collect(self, spec, staging, accept, progress=False):
+        """Per file, every mirror in order until one serves a copy that `accept` takes."""
         if spec.archive is not None:
-            return self._obtain_archive(spec, progress)
+            blobs = self._obtain_archive(spec, progress)
+            return {fs: (accept(fs, blob), blob.origin) for fs, blob in blobs.items()}
         chosen, dead_hosts, errors = {}, set(), []
         for fs in spec.files:
             for base in spec.mirrors:
@@ -232,17 +243,16 @@ class MirrorSource(Source):
                 dest = staging / fs.name
                 try:
                     download(url, dest, timeout=self.timeout, retries=self.retries, progress=progress)
+                    blob = Blob(dest.read_bytes, url)
+                    chosen[fs] = (accept(fs, blob), url)
+                    break
                 except _HostDown as exc:
                     dead_hosts.add(host)
                     errors.append(f"{host}: {exc}")
-                    continue
-                except SourceError as exc:
+                except (SourceError, ChecksumError, IdxFormatError) as exc:
                     errors.append(str(exc))
-                    continue
-                chosen[fs] = Blob(dest.read_bytes, url)
-                break
             else:
-                raise SourceError(f"no mirror served {fs.name} ({'; '.join(errors)})")
+                raise SourceError(f"no mirror served a good {fs.name} ({'; '.join(errors)})")
         return chosen
 
     def _obtain_archive(self, spec, progress):

@@ -1,0 +1,61 @@
+import dataclasses
+import re
+
+import pytest
+
+from mnistlab import get_spec, list_datasets
+from mnistlab.data import catalog
+from mnistlab.errors import MnistlabError, UnknownName
+
+ALL = ["mnist", "fashion-mnist", "kmnist", "emnist-balanced", "emnist-byclass", "emnist-bymerge", "emnist-digits",
+       "emnist-letters", "emnist-mnist", "qmnist"]
+
+
+def test_catalog_has_the_whole_family():
+    assert sorted(list_datasets()) == sorted(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_spec_is_complete(name):
+    spec = get_spec(name)
+    assert len(spec.files) == 4 and {(f.split, f.kind) for f in spec.files} == {
+        (s, k) for s in ("train", "test") for k in ("images", "labels")}
+    assert spec.mirrors or spec.archive, "every dataset needs an official source"
+    assert spec.licence and spec.citation and spec.homepage
+    assert len(set(spec.classes)) == spec.num_classes
+    for f in spec.files:
+        assert f.md5 is None or re.fullmatch(r"[0-9a-f]{32}", f.md5)
+        assert f.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", f.sha256)
+    # a spec published over plain http must still be pinned by checksums
+    assert all(f.md5 or f.sha256 for f in spec.files) or spec.archive.md5
+
+
+@pytest.mark.parametrize("name, n_classes, n_train, n_test", [
+    ("mnist", 10, 60000, 10000), ("emnist-byclass", 62, 697932, 116323), ("emnist-balanced", 47, 112800, 18800),
+    ("emnist-letters", 26, 124800, 20800), ("emnist-digits", 10, 240000, 40000), ("qmnist", 10, 60000, 60000),
+])
+def test_published_sizes(name, n_classes, n_train, n_test):
+    spec = get_spec(name)
+    assert (spec.num_classes, spec.sizes["train"], spec.sizes["test"]) == (n_classes, n_train, n_test)
+
+
+def test_published_checksums_are_recorded():
+    mnist = get_spec("mnist")
+    assert mnist.file("train", "images").md5 == "f68b3c2dcbeaaa9fbdd348bbdeb94873"
+    assert mnist.file("test", "labels").md5 == "ec29112dd5afa0611ce80d1b7f02629c"
+    assert mnist.mirrors[-1].startswith("http://yann.lecun.com"), "LeCun's host is tried last"
+    assert get_spec("emnist-letters").archive.md5 == "58c8d27c78d21e728a6bc7b3cc06412e"
+    assert get_spec("qmnist").file("test", "labels").name == "qmnist-test-labels-idx2-int.gz"
+
+
+def test_unknown_name_suggests():
+    with pytest.raises(UnknownName, match="did you mean 'mnist'"):
+        get_spec("mnsit")
+    with pytest.raises(UnknownName, match="known: "):
+        get_spec("cifar10")
+    assert get_spec("Fashion_MNIST").name == "fashion-mnist"
+
+
+def test_duplicate_registration_is_refused():
+    with pytest.raises(MnistlabError, match="already registered"):
+        catalog.register_dataset(dataclasses.replace(get_spec("mnist")))
