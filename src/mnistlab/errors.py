@@ -54,8 +54,22 @@ class UnsafeArchiveError(MnistlabError):
     """An archive member with an absolute path or '..' that would escape the target folder."""
 
 
-class CacheError(MnistlabError):
-    """The cache folder cannot be written (read-only, full, not a folder) or a cached entry is unusable."""
+class StorageError(MnistlabError):
+    """A folder that cannot be written: read-only, full, or not a folder."""
+
+
+class CacheError(StorageError):
+    """The cache folder cannot be written or a cached entry is unusable."""
+
+
+class RunError(MnistlabError):
+    """A run folder that is missing, incomplete, damaged, or from an incompatible model."""
+
+
+class TrainingInterrupted(MnistlabError):
+    """Ctrl-C during training: the run folder holds the last completed epoch and can be resumed."""
+
+    exit_code = 130
 
 
 class InvalidArgument(MnistlabError, ValueError):

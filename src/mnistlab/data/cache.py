@@ -8,11 +8,9 @@ never sees half a file and two processes fetching at once do the work once.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +19,9 @@ from typing import IO
 import filelock
 import numpy as np
 
+from mnistlab import fileio
 from mnistlab.errors import CacheError
+from mnistlab.fileio import storage_error
 
 ENV_HOME = "MNISTLAB_HOME"
 META_VERSION = 1
@@ -33,58 +33,28 @@ def data_home(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser().absolute()
 
 
+_HINT = "set MNISTLAB_HOME or pass --data-dir to a writable folder"
+
+
 def cache_os_error(exc: OSError, where: Path) -> CacheError:
-    """Turn an OSError met while writing the cache into one actionable line."""
-    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        what = f"no space left in {where}; free some space or point MNISTLAB_HOME (or --data-dir) at another disk"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        what = f"cache folder {where} is not writable ({exc.strerror}); set MNISTLAB_HOME or pass --data-dir to a writable folder"
-    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        what = f"cache path {where} is not a folder; set MNISTLAB_HOME or pass --data-dir to a folder"
-    else:
-        what = f"cannot write the cache in {where}: {exc.strerror or exc}"
-    return CacheError(what)
+    return storage_error(exc, where, _HINT, CacheError)
 
 
 def ensure_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise cache_os_error(exc, path) from None
-    return path
+    return fileio.ensure_dir(path, _HINT, CacheError)
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write a file through `write(fileobj)` into a temp file beside `path`, then rename it in place.
-
-    On any failure, Ctrl-C included, the temp file is removed and `path` is untouched.
-    """
-    ensure_dir(path.parent)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise cache_os_error(exc, path.parent) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise cache_os_error(exc, path.parent) from None
-        raise
-    return path
+    """Write atomically into the cache (see mnistlab.fileio.atomic_write)."""
+    return fileio.atomic_write(path, write, _HINT, CacheError)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    return atomic_write(path, lambda fh: fh.write(data))
+    return fileio.atomic_write_bytes(path, data, hint=_HINT, error=CacheError)
 
 
 def atomic_write_json(path: Path, obj) -> Path:
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    return fileio.atomic_write_json(path, obj, hint=_HINT, error=CacheError)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,104 @@
+"""The training configuration: one dataclass, resolved from model defaults, a TOML file and
+explicit settings (in that order), and checked before any work starts."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from mnistlab.errors import InvalidArgument, MnistlabError, UnknownName
+from mnistlab.train.augment import parse_augment
+from mnistlab.train.schedule import SCHEDULES
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "cnn"  # a registry name: `mnistlab models` lists them
+    dataset: str = "mnist"  # a catalog name: `mnistlab data list`
+    epochs: int = 5  # passes over the training set
+    batch_size: int = 64  # images per optimiser step
+    optimizer: str = "adam"  # adam | adamw | sgd (Nesterov, momentum 0.9) | adadelta
+    lr: float = 1e-3  # peak learning rate (the schedule scales it per step)
+    schedule: str = "onecycle"  # onecycle | cosine | step | none, per step so resume follows the same curve
+    weight_decay: float = 0.0  # L2 (adam, sgd, adadelta) or decoupled (adamw)
+    label_smoothing: float = 0.0  # softens one-hot targets: helps the strongly augmented nets calibrate
+    dropout: float | None = None  # None keeps the model's own default
+    augment: str = "none"  # none | light | strong | KEY=VAL,... (see train/augment.py)
+    val_split: int = 0  # training images held out (seeded) for validation; never the test set
+    train_subset: int | None = None  # use only this many training images, balanced across classes
+    seed: int = 0  # one seed for init, shuffling, augmentation and dropout
+    device: str = "auto"  # auto picks cuda, then mps, then cpu
+    threads: int | None = None  # CPU threads for PyTorch; None keeps PyTorch's choice
+    eval_batch_size: int = 1000  # images per forward pass at evaluation
+    init_from: str | None = None  # a run folder whose weights start this run (transfer learning)
+    freeze: str = "none"  # none | backbone: train only the new head when transferring
+    model_args: dict = field(default_factory=dict)  # extra settings for the model factory (e.g. k for knn)
+    preset: str | None = None  # a named recipe whose settings were applied (e.g. speedrun)
+
+    def validate(self) -> "TrainConfig":
+        def need(ok: bool, what: str):
+            if not ok:
+                raise InvalidArgument(what)
+
+        need(isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be a whole number >= 1, got {self.epochs!r}")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size!r}")
+        need(isinstance(self.eval_batch_size, int) and self.eval_batch_size >= 1, f"eval batch size must be >= 1, got {self.eval_batch_size!r}")
+        need(self.lr > 0, f"learning rate must be > 0, got {self.lr!r}")
+        need(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay!r}")
+        need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        need(self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout!r}")
+        need(self.val_split >= 0, f"val split must be >= 0 images, got {self.val_split!r}")
+        need(self.train_subset is None or self.train_subset >= 1, f"train subset must be >= 1 image, got {self.train_subset!r}")
+        need(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads!r}")
+        for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
+                                     ("device", self.device, DEVICES), ("freeze", self.freeze, ("none", "backbone"))):
+            if value not in allowed:
+                raise UnknownName(name, str(value), allowed)
+        if self.freeze != "none" and not self.init_from:
+            raise InvalidArgument("--freeze backbone needs --init-from RUN (a backbone to keep)")
+        parse_augment(self.augment)
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_toml(path: str | Path) -> dict:
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise MnistlabError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MnistlabError(f"config {path} is not valid TOML: {exc}") from None
+    return data.get("train", data)
+
+
+PRESETS = {
+    # A fast, fixed recipe: see `mnistlab speedrun` (issue: speed); defaults until it lands.
+}
+
+
+def resolve_config(settings: dict | None = None, config_file: str | Path | None = None) -> TrainConfig:
+    """Model defaults < preset < TOML file < explicit settings (None values are ignored)."""
+    from mnistlab.models import get_model_info
+
+    explicit = {k.replace("-", "_"): v for k, v in (settings or {}).items() if v is not None}
+    from_file = {k.replace("-", "_"): v for k, v in (read_toml(config_file) if config_file else {}).items()}
+    known = {f.name for f in fields(TrainConfig)}
+    for source, values in (("config file", from_file), ("settings", explicit)):
+        unknown = set(values) - known
+        if unknown:
+            name = sorted(unknown)[0]
+            raise UnknownName(f"training setting in {source}", name, known)
+    merged = {**from_file, **explicit}
+    preset = merged.get("preset")
+    if preset is not None and preset not in PRESETS:
+        raise UnknownName("preset", preset, PRESETS)
+    model = merged.get("model", PRESETS.get(preset, {}).get("model", TrainConfig.model))
+    info = get_model_info(model)
+    values = {**info.defaults, **PRESETS.get(preset, {}), **merged, "model": model}
+    return TrainConfig(**values).validate()

@@ -1,0 +1,392 @@
+"""The training loop: data held in memory as tensors, batches sliced from a seeded permutation,
+augmentation batched on tensors, a checkpoint after every epoch, and a run folder at the end.
+
+Every source of randomness is re-seeded from (seed, epoch) at the start of each epoch, so a run
+resumed from its last checkpoint ends, on CPU, with exactly the metrics of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.data import get_spec, load_dataset
+from mnistlab.data.cache import DatasetCache, data_home
+from mnistlab.errors import InvalidArgument, MnistlabError, RunError, TrainingInterrupted
+from mnistlab.models import count_macs, count_params, create_model, get_model_info
+from mnistlab.train.augment import augment_batch, parse_augment
+from mnistlab.train.config import TrainConfig, resolve_config
+from mnistlab.train.run import (Run, append_jsonl, load_checkpoint, new_run_dir, save_torch, write_json)
+from mnistlab.train.schedule import lr_at
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------- data
+
+def split_indices(labels: np.ndarray, cfg: TrainConfig, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices: a seeded hold-out of `val_split` images, then an optional
+    class-balanced subset of `train_subset` images (for the low-data case)."""
+    n = len(labels)
+    if cfg.val_split >= n:
+        raise InvalidArgument(f"val split {cfg.val_split} must be smaller than the training set ({n} images)")
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(n)
+    val, train = np.sort(order[:cfg.val_split]), order[cfg.val_split:]
+    if cfg.train_subset is not None:
+        if cfg.train_subset > len(train):
+            raise InvalidArgument(f"train subset {cfg.train_subset} is larger than the {len(train)} training images left")
+        per_class = [train[labels[train] == c] for c in range(num_classes)]
+        quota = np.full(num_classes, cfg.train_subset // num_classes)
+        quota[: cfg.train_subset % num_classes] += 1
+        train = np.concatenate([idx[:q] for idx, q in zip(per_class, quota)])
+    return np.sort(train), val
+
+
+def _tensors(images: np.ndarray, labels: np.ndarray, device):
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32) / np.float32(255)).unsqueeze(1)
+    y = torch.from_numpy(np.array(labels, dtype=np.int64))  # a copy: the cache maps are read-only
+    return x.to(device), y.to(device)
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument("device cuda requested but PyTorch sees no CUDA GPU; use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InvalidArgument("device mps requested but it is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+# --------------------------------------------------------------------------------------- models
+
+def build_net(config: dict):
+    """The untrained net a run config describes (same factory settings as when it was trained)."""
+    kwargs = dict(config.get("model_args") or {})
+    if config.get("dropout") is not None:
+        kwargs["dropout"] = config["dropout"]
+    kwargs.setdefault("mean", config.get("input_mean", 0.1307))
+    kwargs.setdefault("std", config.get("input_std", 0.3081))
+    return create_model(config["model"], num_classes=len(config["classes"]), **kwargs)
+
+
+def classical_proba(est, x: np.ndarray) -> np.ndarray:
+    """Probabilities from a scikit-learn classifier; for SVMs without them, a softmax of the
+    decision function (monotone in it, so the argmax is the SVM's own choice, but not calibrated)."""
+    if hasattr(est, "predict_proba"):
+        try:
+            return est.predict_proba(x).astype(np.float32)
+        except AttributeError:  # SVC(probability=False) has the method but refuses
+            pass
+    d = np.asarray(est.decision_function(x), dtype=np.float64)
+    if d.ndim == 1:
+        d = np.stack([-d, d], 1)
+    d -= d.max(1, keepdims=True)
+    e = np.exp(d)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _init_from(net, source: str | Path, cfg: TrainConfig, num_classes: int):
+    """Transfer learning: load another run's weights; a new head when the class count differs."""
+    src = Run(source)
+    if src.config["model"] != cfg.model:
+        raise RunError(f"--init-from {source}: that run is a {src.config['model']!r}, this one a {cfg.model!r}; "
+                       f"use --model {src.config['model']} or another run")
+    if src.family != "neural":
+        raise RunError(f"--init-from {source}: only neural runs can initialise another run")
+    state = {k: v for k, v in src.model.state_dict().items() if not k.startswith("input_")}  # keep this data's mean/std
+    if len(src.classes) != num_classes:
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    stray = [k for k in missing if not (k.startswith("head.") or k.startswith("input_"))] + list(unexpected)
+    if stray:
+        raise RunError(f"--init-from {source}: weights do not fit this model ({', '.join(stray[:3])})")
+    return sorted({k.split(".")[0] for k in state})
+
+
+def _optimizer(cfg: TrainConfig, params):
+    import torch
+
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def evaluate_net(net, x, y, batch_size: int, amp) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and float32 probabilities over (x, y)."""
+    import torch
+    import torch.nn.functional as F
+
+    net.eval()
+    losses, probs = [], []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            with amp():
+                logits = net(x[i:i + batch_size]).float()
+            losses.append(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item())
+            probs.append(torch.softmax(logits, 1).cpu())
+    p = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
+    acc = float((p.argmax(1) == y.cpu().numpy()).mean()) if len(p) else float("nan")
+    return sum(losses) / max(len(x), 1), acc, p
+
+
+# -------------------------------------------------------------------------------------- training
+
+def _versions() -> dict:
+    import torch
+
+    v = {"mnistlab": __import__("mnistlab").__version__, "python": platform.python_version(), "numpy": np.__version__,
+         "torch": torch.__version__}
+    try:
+        import sklearn
+
+        v["scikit-learn"] = sklearn.__version__
+    except ImportError:
+        pass
+    return v
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[acc]:.4f}  {task.fields[ips]:,.0f} img/s"),
+                    TimeRemainingColumn(), transient=False)
+
+
+def train(model: str | None = None, dataset: str | None = None, *, out: str | Path | None = None,
+          config_file: str | Path | None = None, resume: str | Path | None = None, progress: bool = False,
+          data_dir=None, on_epoch_end: Callable[[int, dict], None] | None = None, **settings) -> Run:
+    """Train a model on a dataset and return its Run (the run folder holds everything it made).
+
+    >>> run = mnistlab.train(model="cnn", dataset="mnist", epochs=3)
+    >>> run.metrics["test_accuracy"]
+
+    Settings are TrainConfig's fields (epochs, batch_size, optimizer, lr, schedule, augment, seed, ...);
+    unset ones take the model's defaults. `resume=RUN` continues a stopped run from its last epoch.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        cfg_dict = Run(run_dir).config
+        cfg = TrainConfig(**{k: v for k, v in cfg_dict.items() if k in TrainConfig.__dataclass_fields__}).validate()
+        if (run_dir / "metrics.json").exists():
+            log.info("%s is already complete", run_dir)
+            return Run(run_dir)
+    else:
+        cfg = resolve_config({**settings, "model": model, "dataset": dataset}, config_file)
+        run_dir = None
+    spec = get_spec(cfg.dataset)
+    if spec.image_shape != (28, 28):
+        raise InvalidArgument(f"model {cfg.model!r} takes 28x28 images; {spec.name} has {spec.image_shape}")
+    info = get_model_info(cfg.model)
+    if info.family == "ensemble":
+        raise MnistlabError("an ensemble is built from trained runs: mnistlab ensemble RUN RUN ...")
+    train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress)
+    test_ds = load_dataset(spec, "test", data_dir=data_dir)
+    train_idx, val_idx = split_indices(train_ds.labels, cfg, spec.num_classes)
+    if run_dir is None:
+        run_dir = new_run_dir(out, cfg.model, spec.name)
+        x = train_ds.images[train_idx]
+        mean = float(x.mean() / 255)
+        std = float(np.sqrt(max((x.astype(np.float32) ** 2).mean() / 255**2 - mean**2, 1e-12)))
+        meta = DatasetCache(data_home(data_dir), spec.name).meta() or {}
+        cfg_dict = {**cfg.to_dict(), "classes": list(spec.classes), "input_mean": mean, "input_std": std,
+                    "augment_resolved": parse_augment(cfg.augment).__dict__, "dataset_sha256": meta.get("content_sha256")}
+        write_json(run_dir / "config.json", cfg_dict)
+    data = (train_ds, test_ds, train_idx, val_idx)
+    try:
+        if info.family == "classical":
+            return _train_classical(cfg, cfg_dict, run_dir, data, progress)
+        return _train_net(cfg, cfg_dict, run_dir, data, progress, on_epoch_end)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(f"interrupted; {run_dir} keeps its last completed epoch: "
+                                  f"mnistlab train --resume {run_dir}") from None
+
+
+def _final_metrics(cfg: TrainConfig, cfg_dict: dict, extra: dict) -> dict:
+    return {"model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "epochs": cfg.epochs,
+            "versions": _versions(), "dataset_sha256": cfg_dict.get("dataset_sha256"),
+            "hardware": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count()},
+            **extra}
+
+
+def _train_classical(cfg, cfg_dict, run_dir: Path, data, progress) -> Run:
+    import skops.io as sio
+
+    train_ds, test_ds, train_idx, val_idx = data
+    est = create_model(cfg.model, num_classes=len(cfg_dict["classes"]), seed=cfg.seed, **(cfg.model_args or {}))
+    flat = lambda imgs: np.asarray(imgs, dtype=np.float32).reshape(len(imgs), -1) / np.float32(255)  # noqa: E731
+    x, y = flat(train_ds.images[train_idx]), np.asarray(train_ds.labels[train_idx])
+    t0 = time.perf_counter()
+    est.fit(x, y)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    probs = classical_proba(est, flat(test_ds.images))
+    predict_s = time.perf_counter() - t0
+    y_test = np.asarray(test_ds.labels)
+    acc = float((probs.argmax(1) == y_test).mean())
+    loss = float(-np.log(np.clip(probs[np.arange(len(y_test)), y_test], 1e-12, None)).mean())
+    row = {"epoch": 1, "test_accuracy": acc, "test_loss": loss, "seconds": fit_s}
+    if len(val_idx):
+        vp = classical_proba(est, flat(train_ds.images[val_idx]))
+        row["val_accuracy"] = float((vp.argmax(1) == train_ds.labels[val_idx]).mean())
+    append_jsonl(run_dir / "metrics.jsonl", [row])
+    from mnistlab.fileio import atomic_write
+
+    atomic_write(run_dir / "model.skops", lambda fh: fh.write(sio.dumps(est)), hint="pass --out to a writable folder", error=RunError)
+    atomic_write(run_dir / "test_probs.npy", lambda fh: np.save(fh, probs, allow_pickle=False), error=RunError)
+    write_json(run_dir / "metrics.json", _final_metrics(cfg, cfg_dict, {
+        "test_accuracy": acc, "test_loss": loss, "train_seconds": fit_s, "predict_seconds": predict_s,
+        "test_images_per_second": len(y_test) / predict_s, "train_images": int(len(train_idx)), "params": None,
+        "device": "cpu", "threads": os.cpu_count(), **({"val_accuracy": row["val_accuracy"]} if "val_accuracy" in row else {})}))
+    return Run(run_dir)
+
+
+def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end) -> Run:
+    import torch
+    import torch.nn.functional as F
+
+    train_ds, test_ds, train_idx, val_idx = data
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    cuda = device.type == "cuda"
+    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
+    torch.manual_seed(cfg.seed)
+    net = build_net(cfg_dict)
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt") if (run_dir / "checkpoint.pt").exists() else None
+    if cfg.init_from and ckpt is None:
+        _init_from(net, cfg.init_from, cfg, len(cfg_dict["classes"]))
+    if cfg.freeze == "backbone":
+        for p in net.features.parameters():
+            p.requires_grad_(False)
+    net.to(device)
+    if cuda:
+        net = net.to(memory_format=torch.channels_last)
+    opt = _optimizer(cfg, [p for p in net.parameters() if p.requires_grad])
+    history, start_epoch, train_seconds = [], 0, 0.0
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        history, start_epoch, train_seconds = list(ckpt["history"]), int(ckpt["epoch"]), float(ckpt.get("train_seconds", 0))
+        log.info("resuming %s after epoch %d", run_dir, start_epoch)
+
+    x, y = _tensors(train_ds.images[train_idx], train_ds.labels[train_idx], device)
+    x_test, y_test = _tensors(test_ds.images, test_ds.labels, device)
+    x_val, y_val = _tensors(train_ds.images[val_idx], train_ds.labels[val_idx], device) if len(val_idx) else (None, None)
+    aug = parse_augment(cfg.augment)
+    n, bs = len(x), cfg.batch_size
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    steps_per_epoch = (n + bs - 1) // bs
+    total_steps = steps_per_epoch * cfg.epochs
+    bar = _progress(progress)
+    test_probs = None
+    with bar or nullcontext():
+        for epoch in range(start_epoch, cfg.epochs):
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.: a pure function of (seed, epoch)
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            perm = torch.randperm(n, generator=gen).to(device)
+            net.train()
+            if cfg.freeze == "backbone":
+                net.features.eval()  # frozen batch-norm statistics too
+            t0 = time.perf_counter()
+            seen, loss_sum, correct = 0, torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+            task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0, acc=0.0, ips=0.0) if bar else None
+            for i in range(steps_per_epoch):
+                idx = perm[i * bs:(i + 1) * bs]
+                if has_bn and len(idx) < 2:
+                    continue  # batch norm cannot train on a single image
+                xb, yb = x[idx], y[idx]
+                if aug.active:
+                    xb = augment_batch(xb, aug, gen)
+                if cuda:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                lr = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr, cfg.schedule)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                with amp():
+                    logits = net(xb)
+                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                seen += len(idx)
+                loss_sum += loss.detach() * len(idx)
+                correct += (logits.argmax(1) == yb).sum()
+                if bar and (i % 20 == 0 or i == steps_per_epoch - 1):
+                    el = time.perf_counter() - t0
+                    bar.update(task, completed=i + 1, loss=loss_sum.item() / seen, acc=correct.item() / seen, ips=seen / el)
+            if cuda:
+                torch.cuda.synchronize()
+            epoch_s = time.perf_counter() - t0
+            train_seconds += epoch_s
+            row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1),
+                   "train_accuracy": correct.item() / max(seen, 1), "lr": lr, "seconds": epoch_s,
+                   "images_per_second": seen / epoch_s}
+            if x_val is not None:
+                row["val_loss"], row["val_accuracy"], _ = evaluate_net(net, x_val, y_val, cfg.eval_batch_size, amp)
+            t1 = time.perf_counter()
+            row["test_loss"], row["test_accuracy"], test_probs = evaluate_net(net, x_test, y_test, cfg.eval_batch_size, amp)
+            row["eval_seconds"] = time.perf_counter() - t1
+            history.append(row)
+            append_jsonl(run_dir / "metrics.jsonl", history)
+            save_torch(run_dir / "checkpoint.pt", {"model": _cpu_state(net), "optimizer": opt.state_dict(),
+                                                   "epoch": epoch + 1, "history": history, "train_seconds": train_seconds})
+            if bar:
+                bar.update(task, description=f"epoch {epoch + 1}/{cfg.epochs} test acc {row['test_accuracy']:.4f}")
+            if on_epoch_end:
+                on_epoch_end(epoch + 1, row)
+    if test_probs is None:  # resumed a run whose last epoch was done but whose final files were not
+        _, _, test_probs = evaluate_net(net, x_test, y_test, cfg.eval_batch_size, amp)
+    return _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, device, x_test)
+
+
+def _cpu_state(net) -> dict:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
+
+
+def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, device, x_test) -> Run:
+    import torch
+    from safetensors.torch import save
+
+    from mnistlab.fileio import atomic_write
+
+    atomic_write(run_dir / "model.safetensors", lambda fh: fh.write(save(_cpu_state(net))), error=RunError)
+    atomic_write(run_dir / "test_probs.npy", lambda fh: np.save(fh, test_probs.astype(np.float32), allow_pickle=False),
+                 error=RunError)
+    # inference speed on the test set, the way predict() runs it
+    net.eval()
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(x_test), cfg.eval_batch_size):
+            net(x_test[i:i + cfg.eval_batch_size])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    infer_s = time.perf_counter() - t0
+    last = history[-1]
+    cpu_net = build_net(cfg_dict)
+    write_json(run_dir / "metrics.json", _final_metrics(cfg, cfg_dict, {
+        "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"], "train_seconds": train_seconds,
+        "eval_seconds": sum(r.get("eval_seconds", 0) for r in history), "test_images_per_second": len(x_test) / infer_s,
+        "params": count_params(cpu_net), "macs": count_macs(cpu_net), "device": str(device),
+        "threads": torch.get_num_threads(), "best_test_accuracy": max(r["test_accuracy"] for r in history),
+        **({"val_accuracy": last["val_accuracy"]} if "val_accuracy" in last else {})}))
+    return Run(run_dir)
