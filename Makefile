@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+DEMO_MODEL ?= cnn
+
 demo: setup
 	$(BIN)/mnistlab data fetch mnist
 	$(BIN)/mnistlab data show mnist --out $(DEMO_OUT)/mnist-samples.png
-	@echo "demo output: $(abspath $(DEMO_OUT))"
+	rm -rf $(DEMO_OUT)/run
+	$(BIN)/mnistlab train --model $(DEMO_MODEL) --dataset mnist --out $(DEMO_OUT)/run
+	@echo "demo output: $(abspath $(DEMO_OUT)) (samples picture, and the trained run in run/)"
 
 test: setup
 	$(BIN)/python -m pytest

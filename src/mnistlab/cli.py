@@ -17,12 +17,13 @@ from rich.table import Table
 
 from mnistlab.errors import MnistlabError
 
-app = typer.Typer(help="mnistlab: the MNIST family of datasets, verified and cached.", no_args_is_help=True,
+app = typer.Typer(help="mnistlab: the MNIST family of datasets, models, training and evaluation.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Fetch, verify, inspect and export datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-out = Console(soft_wrap=True)
+# Piped output keeps long rows whole rather than wrapping them at 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 DataDir = typer.Option(None, "--data-dir", help="Cache folder (default: $MNISTLAB_HOME or ~/.cache/mnistlab).")
@@ -145,6 +146,106 @@ def data_export(name: str, fmt: str = typer.Option(..., "--format", help="png or
 
     files = export(name, fmt, out_dir, data_dir=data_dir, limit=limit)
     out.print(f"wrote {len(files):,} files under {out_dir}")
+
+
+def _parse_model_args(items: list[str]) -> dict:
+    """KEY=VAL pairs for the model factory; values parsed as TOML scalars (numbers, strings, bools)."""
+    import tomllib
+
+    args = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise MnistlabError(f"model setting {item!r} is not KEY=VAL")
+        try:
+            args[key.strip()] = tomllib.loads(f"v = {val}")["v"]
+        except tomllib.TOMLDecodeError:
+            args[key.strip()] = val
+    return args
+
+
+@app.command("models")
+def models_cmd(pattern: str = typer.Argument("*", help="Glob pattern, e.g. 'cnn*'."),
+               as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """List the models: name, family, parameters, multiply-adds per image, description, reference."""
+    from mnistlab.models import count_macs, count_params, create_model, get_model_info, list_models
+
+    rows = []
+    for name in list_models(pattern):
+        info = get_model_info(name)
+        params = macs = None
+        if info.family == "neural":
+            net = create_model(name)
+            params, macs = count_params(net), count_macs(net)
+        rows.append({"name": name, "family": info.family, "params": params, "macs": macs,
+                     "description": info.description, "reference": info.reference})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "family", "params", "MACs/image", "description", "reference", box=None)
+    for r in rows:
+        table.add_row(r["name"], r["family"], f"{r['params']:,}" if r["params"] else "-",
+                      f"{r['macs'] / 1e6:.2f}M" if r["macs"] else "-", r["description"], r["reference"])
+    out.print(table)
+
+
+@app.command("train")
+def train_cmd(
+    model: Optional[str] = typer.Option(None, help="Model name (mnistlab models); default cnn."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset name (mnistlab data list); default mnist."),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the training set."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
+    optimizer: Optional[str] = typer.Option(None, help="adam, adamw, sgd or adadelta."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+    schedule: Optional[str] = typer.Option(None, help="onecycle, cosine, step or none."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing"),
+    dropout: Optional[float] = typer.Option(None, help="Dropout rate (default: the model's)."),
+    augment: Optional[str] = typer.Option(None, help="none, light, strong, or KEY=VAL,... e.g. rotate=10,elastic=0.3"),
+    val_split: Optional[int] = typer.Option(None, "--val-split", help="Training images held out for validation."),
+    train_subset: Optional[int] = typer.Option(None, "--train-subset", help="Train on this many images, balanced by class."),
+    seed: Optional[int] = typer.Option(None),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this run's weights (transfer)."),
+    freeze: Optional[str] = typer.Option(None, help="none or backbone (with --init-from)."),
+    model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VAL for the model, e.g. k=5 for knn (repeatable)."),
+    preset: Optional[str] = typer.Option(None, help="A named recipe."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file of settings (a [train] table or top level)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<date>-<model>-<dataset>)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a stopped run from its last epoch."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Train a model; writes a run folder and prints the test accuracy."""
+    from mnistlab.training import train
+
+    settings = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
+                "weight_decay": weight_decay, "label_smoothing": label_smoothing, "dropout": dropout, "augment": augment,
+                "val_split": val_split, "train_subset": train_subset, "seed": seed, "device": device, "threads": threads,
+                "init_from": str(init_from) if init_from else None, "freeze": freeze, "preset": preset,
+                "model_args": _parse_model_args(model_arg) or None}
+    if resume is not None:
+        given = [k for k, v in {**settings, "model": model, "dataset": dataset, "config": config}.items() if v is not None]
+        if given:
+            raise MnistlabError(f"--resume continues a run with its own settings; drop {', '.join('--' + g.replace('_', '-') for g in given)}")
+    run = train(model, dataset, out=out_dir, config_file=config, resume=resume, progress=not quiet, data_dir=data_dir,
+                **settings)
+    m = run.metrics
+    if not quiet:
+        out.print(f"run folder: {run.path}  ({m['train_seconds']:.1f} s training, {m['model']} on {m['dataset']})")
+    print(f"test accuracy: {m['test_accuracy']:.4f}")
+
+
+@app.command("ensemble")
+def ensemble_cmd(runs: list[Path] = typer.Argument(..., help="Two or more run folders trained on the same dataset."),
+                 out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder for the ensemble.")):
+    """Average the test probabilities of several runs into an ensemble run."""
+    from mnistlab.training.ensemble import make_ensemble
+
+    run = make_ensemble(runs, out=out_dir)
+    out.print(f"run folder: {run.path}  ({len(runs)} members)")
+    print(f"test accuracy: {run.metrics['test_accuracy']:.4f}")
 
 
 def run(argv: list[str] | None = None) -> int:

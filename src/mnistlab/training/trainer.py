@@ -21,10 +21,10 @@ from mnistlab.data import get_spec, load_dataset
 from mnistlab.data.cache import DatasetCache, data_home
 from mnistlab.errors import InvalidArgument, MnistlabError, RunError, TrainingInterrupted
 from mnistlab.models import count_macs, count_params, create_model, get_model_info
-from mnistlab.train.augment import augment_batch, parse_augment
-from mnistlab.train.config import TrainConfig, resolve_config
-from mnistlab.train.run import (Run, append_jsonl, load_checkpoint, new_run_dir, save_torch, write_json)
-from mnistlab.train.schedule import lr_at
+from mnistlab.training.augment import augment_batch, parse_augment
+from mnistlab.training.config import TrainConfig, resolve_config
+from mnistlab.training.run import (Run, append_jsonl, load_checkpoint, new_run_dir, save_torch, write_json)
+from mnistlab.training.schedule import lr_at
 
 log = logging.getLogger(__name__)
 

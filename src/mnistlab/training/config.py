@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from mnistlab.errors import InvalidArgument, MnistlabError, UnknownName
-from mnistlab.train.augment import parse_augment
-from mnistlab.train.schedule import SCHEDULES
+from mnistlab.training.augment import parse_augment
+from mnistlab.training.schedule import SCHEDULES
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
 DEVICES = ("auto", "cpu", "cuda", "mps")

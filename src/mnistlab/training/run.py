@@ -136,7 +136,7 @@ class Run:
         return self._load_net()
 
     def _load_net(self):
-        from mnistlab.train.trainer import build_net
+        from mnistlab.training.trainer import build_net
 
         net = build_net(self.config)
         weights = self.path / "model.safetensors"
@@ -178,7 +178,7 @@ class Run:
         if self.family == "ensemble":
             return np.mean([m.predict_proba(x, batch_size) for m in self.model], axis=0).astype(np.float32)
         if self.family == "classical":
-            from mnistlab.train.trainer import classical_proba
+            from mnistlab.training.trainer import classical_proba
 
             return classical_proba(self.model, x.reshape(len(x), -1))
         import torch

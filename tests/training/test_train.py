@@ -1,0 +1,279 @@
+"""The training engine on real MNIST (small subsets, so the suite stays fast): every model beats a
+floor, seeds reproduce, resume equals an uninterrupted run, transfer learning, and bad input."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import mnistlab
+from mnistlab.cli import run as cli
+from mnistlab.data import catalog
+from mnistlab.errors import InvalidArgument, RunError, StorageError, TrainingInterrupted, UnknownName
+from mnistlab.models import list_models
+from mnistlab.training import load_run, train
+from tests.conftest import make_tiny
+
+pytestmark = pytest.mark.realdata
+
+FLOORS = {"mlp": 0.85, "mlp-300": 0.85, "cnn": 0.85, "lenet5": 0.75, "cnn-bn": 0.85, "resnet": 0.75,
+          "logreg": 0.80, "linear-svm": 0.80, "rbf-svm": 0.85, "rbf-svm-approx": 0.85, "knn": 0.80, "random-forest": 0.80}
+
+
+def quick(real_home, tmp_path, model="mlp", name="run", **kw):
+    settings = {"train_subset": 2000, "epochs": 2, "quiet": True} | kw
+    settings.pop("quiet")
+    return train(model, "mnist", out=tmp_path / name, data_dir=real_home, **settings)
+
+
+# the widest nets are narrowed here so the suite stays fast on 2 CPU cores; their full size is benchmarked
+NARROW = {"resnet": {"model_args": {"widths": [8, 16, 32]}, "epochs": 3}, "cnn-bn": {"model_args": {"width": 8}}}
+
+
+@pytest.mark.parametrize("model", [m for m in list_models() if m != "ensemble"])
+def test_every_model_learns(model, real_home, tmp_path):
+    run = quick(real_home, tmp_path, model, **NARROW.get(model, {}))
+    acc = run.metrics["test_accuracy"]
+    assert acc >= FLOORS[model], f"{model}: {acc}"
+    # the run folder is complete and readable back
+    probs = run.test_probs()
+    assert probs.shape == (10000, 10) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert (run.path / ("model.skops" if run.family == "classical" else "model.safetensors")).exists()
+    test = mnistlab.load_dataset("mnist", "test", data_dir=real_home)
+    again = load_run(run.path)
+    pred = again.predict(test.images[:200])
+    assert (pred == probs[:200].argmax(1)).mean() >= 0.99  # same model, same answers
+    m = run.metrics
+    assert m["dataset_sha256"]["train-images-idx3-ubyte.gz"] == catalog.MNIST.file("train", "images").sha256
+    assert {"torch", "numpy", "mnistlab"} <= set(m["versions"]) and m["train_seconds"] > 0
+
+
+def test_metrics_files(real_home, tmp_path):
+    run = quick(real_home, tmp_path, epochs=3, val_split=1000)
+    lines = (run.path / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "lr", "seconds"} <= set(rows[0])
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    cfg = json.loads((run.path / "config.json").read_text())
+    assert cfg["model"] == "mlp" and cfg["epochs"] == 3 and cfg["optimizer"] == "adam" and 0.1 < cfg["input_mean"] < 0.15
+    assert run.metrics["params"] == 101770 and run.metrics["test_accuracy"] == rows[-1]["test_accuracy"]
+
+
+def test_same_seed_same_metrics(real_home, tmp_path):
+    a = quick(real_home, tmp_path, name="a", augment="light", seed=3)
+    b = quick(real_home, tmp_path, name="b", augment="light", seed=3)
+    c = quick(real_home, tmp_path, name="c", augment="light", seed=4)
+    strip = lambda run: [{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_second"} for r in run.history]  # noqa: E731
+    assert strip(a) == strip(b)
+    assert strip(a) != strip(c)
+    np.testing.assert_array_equal(a.test_probs(), b.test_probs())
+
+
+def _strip(history):
+    return [{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_second"} for r in history]
+
+
+def test_resume_equals_uninterrupted(real_home, tmp_path):
+    narrow = {"model_args": {"width": 8}}
+    whole = quick(real_home, tmp_path, "cnn-bn", name="whole", epochs=3, augment="light", train_subset=1500, **narrow)
+
+    def stop_after_first(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train("cnn-bn", "mnist", out=tmp_path / "cut", data_dir=real_home, epochs=3, augment="light", train_subset=1500,
+              on_epoch_end=stop_after_first, **narrow)
+    cut = tmp_path / "cut"
+    assert not (cut / "metrics.json").exists() and len(load_run(cut).history) == 1
+    resumed = train(resume=cut, data_dir=real_home)
+    assert _strip(resumed.history) == _strip(whole.history)
+    np.testing.assert_array_equal(resumed.test_probs(), whole.test_probs())
+
+
+def test_ctrl_c_mid_epoch_keeps_a_resumable_folder(real_home, tmp_path, monkeypatch):
+    from mnistlab.training import trainer
+
+    real_lr, calls = trainer.lr_at, []
+
+    def interrupt(*a, **k):
+        calls.append(1)
+        if len(calls) == 40:  # epoch 2 of 2 (32 steps per epoch), mid-way
+            raise KeyboardInterrupt
+        return real_lr(*a, **k)
+
+    monkeypatch.setattr(trainer, "lr_at", interrupt)
+    with pytest.raises(TrainingInterrupted):
+        quick(real_home, tmp_path, name="cut", epochs=2)
+    monkeypatch.setattr(trainer, "lr_at", real_lr)
+    run = train(resume=tmp_path / "cut", data_dir=real_home)
+    whole = quick(real_home, tmp_path, name="whole", epochs=2)
+    assert _strip(run.history) == _strip(whole.history)
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_kill_9_then_resume(real_home, tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "MNISTLAB_HOME": str(real_home)}
+    cmd = [sys.executable, "-m", "mnistlab", "train", "--model", "mlp", "--epochs", "6", "--train-subset", "30000",
+           "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists()
+    done = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--resume", str(out), "--quiet"], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("test accuracy: 0.9")
+    whole = train("mlp", "mnist", out=tmp_path / "whole", data_dir=real_home, epochs=6, train_subset=30000)
+    assert _strip(load_run(out).history) == _strip(whole.history)
+
+
+def test_transfer_to_other_class_count_and_freeze(real_home, tmp_path, register):
+    source = quick(real_home, tmp_path, "cnn", name="source", epochs=1)
+    tiny = make_tiny(tmp_path / "letters", catalog.get_spec("emnist-letters"), n_train=60, n_test=26)
+    register(tiny.spec)
+    mnistlab.data.import_files(tiny.spec, tiny.folder, data_dir=real_home)
+    try:
+        run = train("cnn", tiny.spec.name, out=tmp_path / "target", data_dir=real_home, epochs=1, init_from=str(source.path),
+                    freeze="backbone")
+        net, src = run.model, source.model
+        assert net.head.out_features == 26
+        for k, v in src.state_dict().items():
+            if k.startswith("features."):
+                assert torch.equal(v, net.state_dict()[k]), f"{k} was frozen"
+        # without freezing, the backbone starts from the source and moves
+        free = train("cnn", tiny.spec.name, out=tmp_path / "free", data_dir=real_home, epochs=1, init_from=str(source.path))
+        assert not torch.equal(free.model.features[0].weight, src.features[0].weight)
+    finally:
+        mnistlab.data.cache.DatasetCache(real_home, tiny.spec.name).clear()
+
+
+def test_transfer_from_another_architecture_is_refused(real_home, tmp_path):
+    source = quick(real_home, tmp_path, "mlp", name="source", epochs=1)
+    with pytest.raises(RunError, match="that run is a 'mlp', this one a 'cnn'"):
+        quick(real_home, tmp_path, "cnn", name="target", init_from=str(source.path))
+
+
+def test_ensemble_averages_members(real_home, tmp_path):
+    a = quick(real_home, tmp_path, "mlp", name="a", seed=1)
+    b = quick(real_home, tmp_path, "lenet5", name="b", seed=2)
+    assert cli(["ensemble", str(a.path), str(b.path), "--out", str(tmp_path / "ens")]) == 0
+    ens = load_run(tmp_path / "ens")
+    np.testing.assert_allclose(ens.test_probs(), (a.test_probs() + b.test_probs()) / 2, atol=1e-6)
+    test = mnistlab.load_dataset("mnist", "test", data_dir=real_home)
+    np.testing.assert_allclose(ens.predict_proba(test.images[:50]), ens.test_probs()[:50], atol=1e-5)
+
+
+def test_python_api(real_home, tmp_path):
+    run = mnistlab.train(model="mlp", dataset="mnist", epochs=1, train_subset=1000, out=tmp_path / "api", data_dir=real_home)
+    assert isinstance(run.model, torch.nn.Module) and 0.7 < run.metrics["test_accuracy"] <= 1
+    x = mnistlab.load_dataset("mnist", "test", data_dir=real_home).images[:10]
+    assert run.predict(x).shape == (10,) and run.predict_proba(x).shape == (10, 10)
+    with pytest.raises(mnistlab.MnistlabError, match=r"shape \(N, 28, 28\)"):
+        run.predict(np.zeros((2, 32, 32), np.uint8))
+
+
+def test_cli_train_prints_the_final_line(real_home, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text('[train]\nmodel = "mlp"\nepochs = 1\ntrain_subset = 1000\n')
+    assert cli(["train", "--config", str(cfg), "--out", str(tmp_path / "r"), "--quiet", "--model-arg", "hidden=[64]"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("test accuracy: 0.") and float(line.split()[-1]) > 0.7
+    assert load_run(tmp_path / "r").metrics["params"] == 784 * 64 + 64 + 650
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "--model", "cnnn"], "unknown model 'cnnn'; did you mean 'cnn'"),
+    (["train", "--dataset", "fashion"], "unknown dataset 'fashion'"),
+    (["train", "--epochs", "-1"], "epochs must be a whole number >= 1"),
+    (["train", "--lr", "0"], "learning rate must be > 0"),
+    (["train", "--batch-size", "0"], "batch size must be >= 1"),
+    (["train", "--optimizer", "adamm"], "unknown optimizer 'adamm'"),
+    (["train", "--augment", "rotate=ten"], "not a number"),
+    (["train", "--freeze", "backbone"], "needs --init-from"),
+    (["train", "--resume", "no/such/run"], "run folder no/such/run not found"),
+    (["train", "--resume", "x", "--epochs", "3"], "drop --epochs"),
+    (["train", "--init-from", "no/such/run", "--train-subset", "100", "--epochs", "1"], "not found"),
+    (["train", "--val-split", "60000"], "must be smaller than the training set"),
+    (["train", "--device", "cuda"] if not torch.cuda.is_available() else ["train", "--device", "tpu"], "cuda|unknown device"),
+])
+def test_bad_training_input_is_one_line(argv, words, real_home, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    monkeypatch.chdir(tmp_path)
+    assert cli(argv + ["--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    import re
+
+    assert re.search(words, err), err
+
+
+def test_corrupted_checkpoint_and_run_folders(real_home, tmp_path):
+    run = quick(real_home, tmp_path, epochs=1)
+    (run.path / "metrics.json").unlink()
+    (run.path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RunError, match="damaged or not a mnistlab checkpoint"):
+        train(resume=run.path, data_dir=real_home)
+    (run.path / "config.json").write_text("{broken")
+    with pytest.raises(RunError, match="config.json is unreadable"):
+        load_run(run.path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="no config.json"):
+        load_run(tmp_path / "empty")
+
+
+def test_unwritable_run_folder(real_home, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises((StorageError, RunError), match="not a folder|not writable|already exists"):
+        quick(real_home, tmp_path, name="file/run")
+    with pytest.raises(RunError, match="already exists"):
+        quick(real_home, tmp_path, name="file")
+
+
+def test_full_disk_while_saving_keeps_the_last_checkpoint(real_home, tmp_path, monkeypatch):
+    import errno
+
+    from mnistlab.training import run as run_mod
+
+    real_save, calls = run_mod.save_torch, []
+
+    def full(path, obj):
+        calls.append(1)
+        if len(calls) == 2:
+            raise StorageError(f"no space left in {path.parent}; free some space or pass --out to a writable folder")
+        return real_save(path, obj)
+
+    monkeypatch.setattr("mnistlab.training.trainer.save_torch", full)
+    with pytest.raises(StorageError, match="no space left"):
+        quick(real_home, tmp_path, name="full", epochs=3)
+    monkeypatch.setattr("mnistlab.training.trainer.save_torch", real_save)
+    assert len(load_run(tmp_path / "full").history) >= 1
+    done = train(resume=tmp_path / "full", data_dir=real_home)
+    assert len(done.history) == 3 and errno.ENOSPC
+
+
+def test_model_that_cannot_take_a_dataset(real_home, tmp_path, register):
+    spec = register(dataclasses.replace(catalog.MNIST, name="big-images", image_shape=(32, 32)))
+    with pytest.raises(InvalidArgument, match="takes 28x28 images; big-images has"):
+        train("cnn", spec.name, out=tmp_path / "x", data_dir=real_home)
+
+
+def test_unknown_setting_in_config(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("epoch = 3\n")
+    with pytest.raises(UnknownName, match="did you mean 'epochs'"):
+        train(config_file=cfg)
