@@ -43,19 +43,18 @@ def rbf_svm(num_classes: int = 10, C: float = 5.0, gamma: str | float = "scale",
 
 
 @register_model("rbf-svm-approx", family="classical",
-                description="Approximate RBF SVM for the full 60k: PCA 50, Nystroem features, linear SVM.",
-                reference="Williams & Seeger 2001 (Nystroem); Rahimi & Recht 2007")
-def rbf_svm_approx(num_classes: int = 10, n_components: int = 3000, pca: int = 50, gamma: float = 0.04, C: float = 2.0,
-                   seed: int = 0):
+                description="RBF SVM on a 50-dim PCA projection: the same kernel machine, 15x cheaper kernel evaluations.",
+                reference="LeCun's table: SVM Gaussian kernel 1.4% error")
+def rbf_svm_approx(num_classes: int = 10, pca: int = 50, C: float = 5.0, gamma: str | float = "scale", seed: int = 0,
+                   cache_size: int = 2000):
+    # Nystroem (3000 components) + LinearSVC was tried first: 98.3% but 105 s here, over the 60 s budget.
     _sk()
     from sklearn.decomposition import PCA
-    from sklearn.kernel_approximation import Nystroem
     from sklearn.pipeline import make_pipeline
-    from sklearn.svm import LinearSVC
+    from sklearn.svm import SVC
 
     return make_pipeline(PCA(n_components=pca, random_state=seed),
-                         Nystroem(gamma=gamma, n_components=n_components, random_state=seed),
-                         LinearSVC(C=C, dual=False, tol=1e-3, random_state=seed))
+                         SVC(C=C, gamma=gamma, cache_size=cache_size, random_state=seed))
 
 
 @register_model("knn", family="classical", description="k-nearest neighbours (k=3, Euclidean, brute force).",
