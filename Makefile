@@ -24,7 +24,8 @@ demo: setup
 	$(BIN)/mnistlab data show mnist --out $(DEMO_OUT)/mnist-samples.png
 	rm -rf $(DEMO_OUT)/run
 	$(BIN)/mnistlab train --model $(DEMO_MODEL) --dataset mnist --out $(DEMO_OUT)/run
-	@echo "demo output: $(abspath $(DEMO_OUT)) (samples picture, and the trained run in run/)"
+	$(BIN)/mnistlab report $(DEMO_OUT)/run
+	@echo "demo output: $(abspath $(DEMO_OUT)): mnist-samples.png, the trained run in run/, its report in run/report.html"
 
 test: setup
 	$(BIN)/python -m pytest

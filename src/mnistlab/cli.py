@@ -248,6 +248,62 @@ def ensemble_cmd(runs: list[Path] = typer.Argument(..., help="Two or more run fo
     print(f"test accuracy: {run.metrics['test_accuracy']:.4f}")
 
 
+@app.command("evaluate")
+def evaluate_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder."),
+                 dataset: Optional[str] = typer.Option(None, help="Another dataset with the same classes (e.g. qmnist)."),
+                 split: str = typer.Option("test", help="Split to evaluate (qmnist also: test10k, test50k)."),
+                 as_json: bool = typer.Option(False, "--json", help="Print the whole evaluation as JSON."),
+                 data_dir: Optional[Path] = DataDir):
+    """Accuracy, per-class metrics, confusion matrix, top-k, calibration and the worst mistakes; writes eval.json."""
+    from mnistlab.evaluate import evaluate_run
+
+    ev = evaluate_run(run_dir, dataset, split, data_dir=data_dir)
+    if as_json:
+        print(json.dumps(ev, indent=2))
+        return
+    out.print(f"[bold]{ev['model']}[/bold] on {ev['dataset']} {ev['split']} ({ev['n']:,} images, {ev['source']})")
+    out.print(f"accuracy {ev['accuracy']:.4f}  errors {ev['errors']:,}  loss {ev['loss']:.4f}  "
+              + "  ".join(f"top-{k} {v:.4f}" for k, v in ev["top_k_accuracy"].items() if k != "1")
+              + f"  ECE {ev['ece']:.4f}  macro F1 {ev['macro_f1']:.4f}")
+    table = Table("class", "precision", "recall", "F1", "support", box=None)
+    for p in ev["per_class"]:
+        table.add_row(p["class"], f"{p['precision']:.4f}", f"{p['recall']:.4f}", f"{p['f1']:.4f}", f"{p['support']:,}")
+    out.print(table)
+    worst = ", ".join(f"#{w['index']} {w['true']}->{w['predicted']} ({w['confidence']:.0%})" for w in ev["confident_mistakes"][:5])
+    out.print(f"most confident mistakes: {worst or 'none'}")
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished run folder."),
+               data_dir: Optional[Path] = DataDir):
+    """Write report.html (self-contained) and report.md into the run folder."""
+    from mnistlab.evaluate.report import build_report
+
+    paths = build_report(run_dir, data_dir=data_dir)
+    out.print(f"report: {paths['html'].resolve()}")
+    out.print(f"markdown: {paths['md'].resolve()}")
+
+
+@app.command("compare")
+def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
+                plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of their test accuracy per epoch."),
+                as_json: bool = typer.Option(False, "--json")):
+    """A side-by-side table of runs (and one plot of their learning curves)."""
+    from mnistlab.evaluate.compare import COLUMNS, compare_runs
+
+    rows = compare_runs(runs, plot)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(*COLUMNS, box=None)
+    for r in rows:
+        table.add_row(*("-" if r[c] is None else f"{r[c]:.4f}" if c.startswith("test_") and c != "test_images_per_second"
+                        else f"{r[c]:,.0f}" if isinstance(r[c], (int, float)) else str(r[c]) for c in COLUMNS))
+    out.print(table)
+    if plot:
+        out.print(f"plot: {plot}")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising (for tests and main)."""
     try:

@@ -1,0 +1,42 @@
+"""Evaluating a run on a dataset split: stored test probabilities when they apply, else a fresh
+prediction; any dataset whose classes match the run's (an MNIST model on QMNIST's lost digits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.data import get_spec, load_dataset
+from mnistlab.errors import RunError, UnknownName
+from mnistlab.evaluate.metrics import summarize
+from mnistlab.fileio import atomic_write_json
+from mnistlab.training.run import Run
+
+
+def eval_path(run: Run, dataset: str, split: str) -> Path:
+    own = dataset == run.config["dataset"] and split == "test"
+    return run.path / ("eval.json" if own else f"eval-{dataset}-{split}.json")
+
+
+def evaluate_run(run: Run | str | Path, dataset: str | None = None, split: str = "test", *, data_dir=None,
+                 write: bool = True) -> dict:
+    """Accuracy, errors, per-class metrics, confusion matrix, top-k, ECE and the most confident mistakes."""
+    run = run if isinstance(run, Run) else Run(run)
+    spec = get_spec(dataset or run.config["dataset"])
+    if split not in spec.splits:
+        raise UnknownName(f"split of {spec.name}", split, spec.splits)
+    if list(spec.classes) != run.classes:
+        raise RunError(f"{run.path} predicts {len(run.classes)} classes ({', '.join(run.classes[:4])}, ...) but "
+                       f"{spec.name} has {spec.num_classes} ({', '.join(spec.classes[:4])}, ...); evaluate on a dataset with the same classes")
+    ds = load_dataset(spec, split, data_dir=data_dir)
+    own_test = spec.name == run.config["dataset"] and split == "test" and (run.path / "test_probs.npy").exists()
+    probs = run.test_probs() if own_test else run.predict_proba(ds.images)
+    if probs.shape != (len(ds), spec.num_classes):
+        raise RunError(f"{run.path / 'test_probs.npy'} has shape {probs.shape}, expected {(len(ds), spec.num_classes)}; "
+                       "the run is from another version or did not finish")
+    result = {"run": str(run.path), "model": run.config["model"], "dataset": spec.name, "split": split,
+              "source": "test_probs.npy" if own_test else "predicted", **summarize(probs, np.asarray(ds.labels), list(spec.classes))}
+    if write:
+        atomic_write_json(eval_path(run, spec.name, split), result, hint="the run folder must be writable", error=RunError)
+    return result

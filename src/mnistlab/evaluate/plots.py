@@ -1,0 +1,125 @@
+"""Figures for reports: each function returns a matplotlib Figure (saving is the caller's business)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_png(fig, dpi: int = 110) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def learning_curves(history: list[dict], title: str = ""):
+    """Loss and accuracy per epoch: train, validation (if any) and test."""
+    plt = _plt()
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    epochs = [r["epoch"] for r in history]
+    style = {"train": ("tab:blue", "o"), "val": ("tab:orange", "s"), "test": ("tab:green", "^")}
+    for part, (color, marker) in style.items():
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            ys = [r.get(f"{part}_{key}") for r in history]
+            if any(v is not None for v in ys):
+                ax.plot(epochs, [np.nan if v is None else v for v in ys], color=color, marker=marker, ms=4, label=part)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    accs = [r.get(k) for r in history for k in ("train_accuracy", "val_accuracy", "test_accuracy") if r.get(k) is not None]
+    if accs:  # zoom on the part that matters: near 1.0 the differences are tenths of a percent
+        low = min(accs)
+        ax_acc.set_ylim(max(0.0, low - (1 - low) * 0.15), min(1.0, 1 + (1 - low) * 0.05))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        if len(epochs) <= 20:
+            ax.set_xticks(epochs)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmap(cm: np.ndarray, classes: list[str], title: str = "confusion matrix"):
+    """Counts on a log colour scale so that single mistakes show beside thousands of correct answers."""
+    from matplotlib.colors import LogNorm
+
+    plt = _plt()
+    n = len(classes)
+    size = min(max(5.0, n * 0.45), 18)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    shown = np.ma.masked_where(cm == 0, cm)
+    im = ax.imshow(shown, cmap="viridis", norm=LogNorm(vmin=1, vmax=max(int(cm.max()), 2)))
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="images (log scale)")
+    ax.set_xticks(range(n), classes, rotation=90 if n > 12 else 0)
+    ax.set_yticks(range(n), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    if n <= 20:
+        thresh = np.sqrt(max(cm.max(), 1))
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                            color="black" if cm[i, j] > thresh else "white")
+    fig.tight_layout()
+    return fig
+
+
+def image_gallery(images: np.ndarray, captions: list[str], colors: list[str] | None = None, cols: int = 8, title: str = ""):
+    """A grid of 28x28 images with a caption under each."""
+    plt = _plt()
+    n = len(images)
+    rows = max(1, (n + cols - 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.25, rows * 1.55), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(images[k], cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+            ax.set_title(captions[k], fontsize=8, color=(colors[k] if colors else "black"))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(bins: list[dict], ece: float):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.5, 4.2))
+    centers = [(b["low"] + b["high"]) / 2 for b in bins]
+    widths = [b["high"] - b["low"] for b in bins]
+    ax.bar(centers, [b["accuracy"] for b in bins], width=widths, edgecolor="black", alpha=0.8, label="accuracy")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.set(xlabel="confidence", ylabel="accuracy", title=f"reliability (ECE {ece:.4f})", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def compare_curves(named_histories: dict[str, list[dict]], key: str = "test_accuracy"):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    values = []
+    for name, hist in named_histories.items():
+        xs = [r["epoch"] for r in hist if r.get(key) is not None]
+        ys = [r[key] for r in hist if r.get(key) is not None]
+        values += ys
+        ax.plot(xs, ys, marker="o", ms=4, label=name)
+    if values:
+        low = min(values)
+        ax.set_ylim(max(0.0, low - (1 - low) * 0.15), min(1.0, 1 + (1 - low) * 0.05))
+    ax.set(xlabel="epoch", ylabel=key.replace("_", " "), title=f"{key.replace('_', ' ')} per epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

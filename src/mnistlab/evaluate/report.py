@@ -1,0 +1,129 @@
+"""A run's report: `report.html` (one self-contained file, images embedded, opens offline) and
+`report.md` (with its pictures in `report_files/`), built from the run folder and its evaluation."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.data import get_spec, load_dataset
+from mnistlab.errors import RunError
+from mnistlab.evaluate import plots
+from mnistlab.evaluate.evaluate import evaluate_run
+from mnistlab.fileio import atomic_write_bytes
+from mnistlab.training.run import Run
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em}.sub{color:#666;margin-top:0}table{border-collapse:collapse;margin:.5em 0 1.5em}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.cards{display:flex;gap:1em;flex-wrap:wrap}.card{background:#f6f8fa;border-radius:8px;padding:.7em 1.1em}
+.card b{display:block;font-size:1.5em}img{max-width:100%}code{background:#f4f4f4;padding:0 .2em}"""
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 100 else f"{v:,.1f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write report.html and report.md for a finished run; return their paths."""
+    run = run if isinstance(run, Run) else Run(run)
+    if not run.complete:
+        raise RunError(f"{run.path} did not finish (no metrics.json): resume it with mnistlab train --resume {run.path}")
+    out = Path(out_dir) if out_dir else run.path
+    ev = evaluate_run(run, data_dir=data_dir)
+    spec = get_spec(run.config["dataset"])
+    test = load_dataset(spec, "test", data_dir=data_dir)
+    probs = run.test_probs()
+    classes = run.classes
+    m = run.metrics
+    history = run.history
+
+    figures: dict[str, tuple[str, bytes]] = {}
+    if history:
+        figures["curves"] = ("Learning curves", plots.to_png(plots.learning_curves(history, f"{run.config['model']} on {spec.name}")))
+    figures["confusion"] = ("Confusion matrix", plots.to_png(plots.confusion_heatmap(np.array(ev["confusion_matrix"]), classes)))
+    worst = ev["confident_mistakes"]
+    if worst:
+        figures["mistakes"] = ("The most confident mistakes", plots.to_png(plots.image_gallery(
+            np.asarray(test.images)[[w["index"] for w in worst]],
+            [f"#{w['index']}: {classes[w['true']]} → {classes[w['predicted']]}\n{w['confidence']:.0%} sure" for w in worst],
+            colors=["firebrick"] * len(worst))))
+    pred = probs.argmax(1)
+    sample = np.arange(min(24, len(test)))
+    figures["samples"] = ("Sample predictions (first test images)", plots.to_png(plots.image_gallery(
+        np.asarray(test.images)[sample],
+        [f"{classes[pred[i]]} ({probs[i, pred[i]]:.0%})" + ("" if pred[i] == test.labels[i] else f"\ntrue {classes[test.labels[i]]}") for i in sample],
+        colors=["darkgreen" if pred[i] == test.labels[i] else "firebrick" for i in sample])))
+    figures["calibration"] = ("Calibration", plots.to_png(plots.reliability_diagram(ev["calibration_bins"], ev["ece"])))
+
+    summary = [("test accuracy", ev["accuracy"]), ("errors", f"{ev['errors']:,} of {ev['n']:,}"), ("test loss", ev["loss"]),
+               ("top-3 accuracy", ev["top_k_accuracy"].get("3")), ("macro F1", ev["macro_f1"]), ("ECE", ev["ece"]),
+               ("train seconds", m.get("train_seconds")), ("parameters", m.get("params")),
+               ("multiply-adds / image", m.get("macs")), ("test images / second", m.get("test_images_per_second"))]
+    summary = [(k, v) for k, v in summary if v is not None]
+    cfg_rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in run.config.items()
+                if k not in ("classes", "dataset_sha256", "augment_resolved")]
+    env_rows = [("device", m.get("device")), ("threads", m.get("threads")),
+                *[(k, v) for k, v in (m.get("hardware") or {}).items()], *[(k, v) for k, v in (m.get("versions") or {}).items()]]
+    env_rows = [(k, v) for k, v in env_rows if v not in (None, "")]
+    title = f"{run.config['model']} on {spec.title}"
+
+    atomic_write_bytes(out / "report.html", _html(title, run, summary, cfg_rows, env_rows, ev, figures).encode(),
+                       hint="the run folder must be writable", error=RunError)
+    files = out / "report_files"
+    for key, (_, png) in figures.items():
+        atomic_write_bytes(files / f"{key}.png", png, hint="the run folder must be writable", error=RunError)
+    atomic_write_bytes(out / "report.md", _markdown(title, run, summary, cfg_rows, env_rows, ev, figures).encode(),
+                       hint="the run folder must be writable", error=RunError)
+    return {"html": out / "report.html", "md": out / "report.md"}
+
+
+def _table_html(header: list[str], rows: list) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _per_class_rows(ev: dict) -> list:
+    return [(p["class"], p["precision"], p["recall"], p["f1"], p["support"]) for p in ev["per_class"]]
+
+
+def _html(title, run, summary, cfg_rows, env_rows, ev, figures) -> str:
+    cards = "".join(f'<div class="card">{html.escape(k)}<b>{html.escape(_fmt(v))}</b></div>' for k, v in summary[:4])
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f'<p class=sub>run <code>{html.escape(str(run.path))}</code></p><div class=cards>{cards}</div>',
+             "<h2>Summary</h2>", _table_html(["metric", "value"], summary)]
+    for key, (caption, png) in figures.items():
+        parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,"
+                     f"{base64.b64encode(png).decode()}'>")
+        if key == "confusion":
+            parts += ["<h2>Per-class metrics</h2>", _table_html(["class", "precision", "recall", "F1", "support"], _per_class_rows(ev))]
+    parts += ["<h2>Configuration</h2>", _table_html(["setting", "value"], cfg_rows),
+              "<h2>Timing, hardware and versions</h2>", _table_html(["", ""], env_rows), "</body></html>"]
+    return "\n".join(parts)
+
+
+def _table_md(header: list[str], rows: list) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _markdown(title, run, summary, cfg_rows, env_rows, ev, figures) -> str:
+    parts = [f"# {title}", f"Run `{run.path}`", "## Summary", _table_md(["metric", "value"], summary)]
+    for key, (caption, _) in figures.items():
+        parts.append(f"## {caption}\n![{caption}](report_files/{key}.png)")
+        if key == "confusion":
+            parts += ["## Per-class metrics", _table_md(["class", "precision", "recall", "F1", "support"], _per_class_rows(ev))]
+    parts += ["## Configuration", _table_md(["setting", "value"], cfg_rows), "## Timing, hardware and versions",
+              _table_md(["", ""], env_rows)]
+    return "\n\n".join(parts) + "\n"
