@@ -304,6 +304,22 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
         out.print(f"plot: {plot}")
 
 
+@app.command("bench")
+def bench_cmd(suite: str = typer.Option("quick", help="quick, classic, full or speed."),
+              datasets: list[str] = typer.Option([], "--datasets", "--dataset", help="Datasets (repeatable; default mnist)."),
+              models: list[str] = typer.Option([], "--models", "--model", help="Models (repeatable; default: the suite's)."),
+              seeds: int = typer.Option(1, help="Runs per cell, for the mean and spread."),
+              out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for bench.json/csv/md and the runs."),
+              quiet: bool = typer.Option(False, "--quiet", "-q"), data_dir: Optional[Path] = DataDir):
+    """Train and evaluate a grid of models x datasets beside the published results."""
+    from mnistlab.bench import run_bench
+    from mnistlab.bench.leaderboard import markdown
+
+    result = run_bench(suite, datasets or None, models or None, seeds, out_dir, progress=not quiet, data_dir=data_dir)
+    print(markdown(result["rows"]))
+    out.print(f"wrote {result['out']}/bench.json, bench.csv, bench.md")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising (for tests and main)."""
     try:

@@ -1,0 +1,149 @@
+"""`mnistlab bench`: train and evaluate a grid of models x datasets, one row per pair, with the
+published reference beside it. A failing row is recorded and the sweep goes on."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import time
+import traceback
+from pathlib import Path
+
+from mnistlab.bench.references import references
+from mnistlab.data import get_spec
+from mnistlab.errors import InvalidArgument, MnistlabError
+from mnistlab.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
+from mnistlab.models import get_model_info
+
+CLASSIC = ["logreg", "linear-svm", "rbf-svm-approx", "knn", "random-forest", "mlp", "mlp-300", "cnn", "lenet5"]
+SUITES: dict[str, list[tuple[str, dict]]] = {
+    # quick: a smoke test of the whole pipeline in about a minute
+    "quick": [("logreg", {"train_subset": 10000}), ("mlp", {"epochs": 2}), ("cnn", {"epochs": 1})],
+    "classic": [(m, {}) for m in CLASSIC],
+    "full": [(m, {}) for m in CLASSIC] + [("rbf-svm", {}), ("cnn-bn", {}), ("resnet", {})],
+    "speed": [("mlp", {}), ("cnn", {})],
+}
+COLUMNS = ["dataset", "model", "settings", "seeds", "accuracy_mean", "accuracy_std", "train_seconds", "images_per_second",
+           "params", "macs", "reference", "reference_accuracy", "status"]
+
+
+def plan(suite: str, datasets: list[str] | None, models: list[str] | None) -> list[tuple[str, str, dict]]:
+    """The (dataset, model, settings) cells of a sweep, checked by name before anything runs."""
+    if suite not in SUITES:
+        raise InvalidArgument(f"unknown suite {suite!r}; use {', '.join(SUITES)}")
+    datasets = [get_spec(d).name for d in (datasets or ["mnist"])]
+    cells = SUITES[suite]
+    if models:
+        for m in models:
+            get_model_info(m)
+        given = {m: s for m, s in cells}
+        cells = [(m, given.get(m, {})) for m in models]
+    return [(d, m, s) for d in datasets for m, s in cells]
+
+
+def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: list[str] | None = None, seeds: int = 1,
+              out: str | Path | None = None, progress: bool = False, data_dir=None, settings: dict | None = None) -> dict:
+    """Train every cell `seeds` times; write bench.json, bench.csv and bench.md into `out`; return the result."""
+    from mnistlab.training import train
+
+    if seeds < 1:
+        raise InvalidArgument(f"seeds must be >= 1, got {seeds}")
+    cells = plan(suite, datasets, models)
+    out = ensure_dir(Path(out or Path("bench") / time.strftime("%Y%m%d-%H%M%S")))
+    rows = []
+    bar = _bar(progress)
+    with bar or _Null():
+        task = bar.add_task("bench", total=len(cells) * seeds) if bar else None
+        for dataset, model, cell_settings in cells:
+            kw = {**cell_settings, **(settings or {})}
+            accs, secs, ips, errors, last = [], [], [], [], None
+            for seed in range(seeds):
+                if bar:
+                    bar.update(task, description=f"{model} on {dataset} (seed {seed})")
+                try:
+                    last = train(model, dataset, out=out / "runs" / f"{dataset}-{model}-s{seed}", seed=seed,
+                                 data_dir=data_dir, **kw)
+                    m = last.metrics
+                    accs.append(m["test_accuracy"])
+                    secs.append(m["train_seconds"])
+                    ips.append(m.get("test_images_per_second") or 0)
+                except MnistlabError as exc:
+                    errors.append(str(exc))
+                except Exception as exc:  # a bug in one cell must not lose the sweep; keep the evidence
+                    errors.append(f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=2).splitlines()[-1]}")
+                if bar:
+                    bar.advance(task)
+            refs = references(dataset, model)
+            rows.append({
+                "dataset": dataset, "model": model, "settings": kw, "seeds": len(accs),
+                "accuracy_mean": statistics.fmean(accs) if accs else None,
+                "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0 if accs else None,
+                "accuracy_all": accs, "train_seconds": statistics.fmean(secs) if secs else None,
+                "images_per_second": statistics.fmean(ips) if ips else None,
+                "params": last.metrics.get("params") if last else None, "macs": last.metrics.get("macs") if last else None,
+                "references": refs, "reference": "; ".join(r["description"] for r in refs),
+                "reference_accuracy": max((r["accuracy"] for r in refs), default=None),
+                "status": "ok" if not errors else ("failed: " + errors[0])[:300],
+            })
+    result = {"suite": suite, "seeds": seeds, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows,
+              "versions": _versions()}
+    atomic_write_json(out / "bench.json", result)
+    atomic_write_bytes(out / "bench.csv", _csv(rows).encode())
+    atomic_write_bytes(out / "bench.md", markdown(rows).encode())
+    result["out"] = str(out)
+    return result
+
+
+def _versions() -> dict:
+    from mnistlab.training.trainer import _versions as v
+
+    return v()
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({**r, "settings": json.dumps(r["settings"], sort_keys=True)})
+    return buf.getvalue()
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| dataset | model | test accuracy | train s | predict img/s | params | published reference |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        if r["accuracy_mean"] is None:
+            acc = r["status"]
+        else:
+            acc = f"{r['accuracy_mean']:.2%}" + (f" ± {r['accuracy_std']:.2%}" if r["seeds"] > 1 else "")
+            if r["status"] != "ok":
+                acc += f" (some runs {r['status'][:80]})"
+        refs = "; ".join(f"{x['description']} ({x['accuracy']:.2%})" for x in r["references"]) or "-"
+        settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
+        model = r["model"] + (f" ({settings})" if settings else "")
+        lines.append(f"| {r['dataset']} | {model} | {acc} | {_n(r['train_seconds'], 1)} | {_n(r['images_per_second'], 0)} | "
+                     f"{_n(r['params'], 0)} | {refs} |")
+    return "\n".join(lines) + "\n"
+
+
+def _n(v, digits: int) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+class _Null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def _bar(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

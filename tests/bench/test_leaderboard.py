@@ -1,0 +1,56 @@
+import csv
+import json
+
+import pytest
+
+from mnistlab.bench import run_bench
+from mnistlab.bench.leaderboard import plan
+from mnistlab.cli import run as cli
+from mnistlab.errors import InvalidArgument, UnknownName
+
+
+@pytest.mark.realdata
+def test_tiny_grid_end_to_end(real_home, tmp_path, monkeypatch):
+    from mnistlab.training import trainer
+
+    real_train = trainer.train
+    calls = []
+
+    def sometimes_broken(model, dataset, **kw):  # one failing cell must not stop the sweep
+        calls.append(model)
+        if model == "logreg" and kw["seed"] == 1:
+            raise RuntimeError("simulated crash")
+        return real_train(model, dataset, **kw)
+
+    monkeypatch.setattr("mnistlab.training.train", sometimes_broken)
+    result = run_bench("quick", models=["mlp", "logreg"], seeds=2, out=tmp_path / "b", data_dir=real_home,
+                       settings={"train_subset": 1000, "epochs": 1})
+    rows = {r["model"]: r for r in result["rows"]}
+    assert rows["mlp"]["seeds"] == 2 and rows["mlp"]["accuracy_mean"] > 0.7 and rows["mlp"]["status"] == "ok"
+    assert rows["mlp"]["accuracy_std"] >= 0 and len(rows["mlp"]["accuracy_all"]) == 2
+    assert rows["logreg"]["seeds"] == 1 and rows["logreg"]["status"].startswith("failed: RuntimeError: simulated crash")
+    assert rows["mlp"]["references"][0]["accuracy"] == 0.98
+    saved = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert [r["model"] for r in saved["rows"]] == ["mlp", "logreg"]
+    with open(tmp_path / "b" / "bench.csv") as fh:
+        assert [r["model"] for r in csv.DictReader(fh)] == ["mlp", "logreg"]
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert "| mnist | mlp (epochs=1, train_subset=1000) |" in md and "±" in md and "about 98%" in md
+    assert "some runs failed: RuntimeError" in md
+
+
+def test_unknown_names_fail_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(UnknownName, match="did you mean 'knn'"):
+        plan("classic", None, ["knnn"])
+    with pytest.raises(UnknownName, match="unknown dataset"):
+        plan("classic", ["mnits"], None)
+    with pytest.raises(InvalidArgument, match="unknown suite"):
+        plan("huge", None, None)
+    assert cli(["bench", "--model", "resnett", "--out", str(tmp_path / "x")]) == 1
+    assert "did you mean 'resnet'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_suites_cover_the_zoo():
+    models = {m for _, m, _ in plan("full", None, None)}
+    assert {"logreg", "linear-svm", "rbf-svm", "rbf-svm-approx", "knn", "mlp", "cnn", "lenet5", "resnet"} <= models

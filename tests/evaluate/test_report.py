@@ -1,0 +1,123 @@
+"""Evaluation, report and compare on a tiny real run."""
+
+import io
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab.cli import run as cli
+from mnistlab.data import catalog
+from mnistlab.errors import RunError
+from mnistlab.evaluate import evaluate_run
+from mnistlab.evaluate.report import build_report
+from mnistlab.training import train
+from tests.conftest import make_tiny
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(real_home, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    a = train("mlp", "mnist", out=root / "mlp", data_dir=real_home, epochs=2, train_subset=2000)
+    b = train("logreg", "mnist", out=root / "logreg", data_dir=real_home, train_subset=2000)
+    return a, b
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.imgs.append(dict(attrs)["src"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _png_ok(data: bytes):
+    img = Image.open(io.BytesIO(data))
+    img.verify()
+    arr = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+    assert arr.shape[0] > 100 and arr.shape[1] > 100 and arr.std() > 5, "a non-blank picture"
+
+
+def test_report_is_self_contained_and_matches_eval(tiny_runs, real_home):
+    import base64
+
+    run = tiny_runs[0]
+    paths = build_report(run, data_dir=real_home)
+    page = paths["html"].read_text()
+    parser = _Collect()
+    parser.feed(page)
+    assert len(parser.imgs) == 5 and all(src.startswith("data:image/png;base64,") for src in parser.imgs)
+    for src in parser.imgs:
+        _png_ok(base64.b64decode(src.split(",", 1)[1]))
+    ev = json.loads((run.path / "eval.json").read_text())
+    text = " ".join(parser.text)
+    assert f"{ev['accuracy']:.4f}" in text and f"{ev['errors']:,} of 10,000" in text
+    assert ev["accuracy"] == pytest.approx(run.metrics["test_accuracy"])
+    md = paths["md"].read_text()
+    for name in ("curves", "confusion", "mistakes", "samples", "calibration"):
+        assert f"report_files/{name}.png" in md
+        _png_ok((run.path / "report_files" / f"{name}.png").read_bytes())
+    assert "http" not in page.split("<body>")[0], "no external resources: it opens offline"
+
+
+def test_evaluate_classical_and_cli(tiny_runs, real_home, capsys, monkeypatch):
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    _, logreg = tiny_runs
+    assert cli(["evaluate", str(logreg.path)]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy 0." in out and "most confident mistakes" in out
+    ev = evaluate_run(logreg, data_dir=real_home, write=False)
+    assert ev["accuracy"] == pytest.approx(logreg.metrics["test_accuracy"])
+    assert sum(ev["confusion_matrix"][i][i] for i in range(10)) == 10000 - ev["errors"]
+
+
+def test_evaluate_on_another_dataset_with_the_same_classes(tiny_runs, real_home, tmp_path, register):
+    tiny = make_tiny(tmp_path / "q", catalog.QMNIST, n_test=30)
+    spec = register(tiny.spec)
+    import mnistlab
+
+    mnistlab.data.import_files(spec, tiny.folder, data_dir=real_home)
+    try:
+        ev = evaluate_run(tiny_runs[0], dataset=spec.name, data_dir=real_home)
+        assert ev["n"] == 30 and ev["source"] == "predicted"
+        assert (tiny_runs[0].path / f"eval-{spec.name}-test.json").exists()
+    finally:
+        mnistlab.data.cache.DatasetCache(real_home, spec.name).clear()
+
+
+def test_classes_that_do_not_match(tiny_runs, real_home):
+    with pytest.raises(RunError, match="predicts 10 classes .* but fashion-mnist"):
+        evaluate_run(tiny_runs[0], dataset="fashion-mnist", data_dir=real_home)
+
+
+def test_compare(tiny_runs, tmp_path, capsys):
+    plot = tmp_path / "cmp.png"
+    assert cli(["compare", str(tiny_runs[0].path), str(tiny_runs[1].path), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "mlp" in out and "logreg" in out
+    _png_ok(plot.read_bytes())
+
+
+def test_broken_run_folders(tiny_runs, real_home, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_runs[0].path, broken)
+    (broken / "metrics.json").unlink()  # crashed before the end
+    assert cli(["report", str(broken)]) == 1
+    assert "did not finish" in capsys.readouterr().err
+    shutil.copytree(tiny_runs[0].path, tmp_path / "old")
+    np.save(tmp_path / "old" / "test_probs.npy", np.zeros((10, 10), np.float32))  # another version's shape
+    with pytest.raises(RunError, match="has shape"):
+        evaluate_run(tmp_path / "old", data_dir=real_home)
+    assert cli(["evaluate", str(tmp_path / "nothing")]) == 1
+    assert "not found" in capsys.readouterr().err
