@@ -320,6 +320,68 @@ def bench_cmd(suite: str = typer.Option("quick", help="quick, classic, full or s
     out.print(f"wrote {result['out']}/bench.json, bench.csv, bench.md")
 
 
+@app.command("predict")
+def predict_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A trained run folder."),
+                images: list[Path] = typer.Argument(..., metavar="IMAGE...", help="PNG, JPEG, WebP or BMP files."),
+                top: int = typer.Option(3, help="How many classes to show per image."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+                deskew: bool = typer.Option(False, help="Straighten slanted digits first."),
+                save_preprocessed: Optional[Path] = typer.Option(None, "--save-preprocessed", help="Write each preprocessing step as PNG here.")):
+    """Predict the class of each image, brought into MNIST's form first."""
+    from mnistlab.serve.predict import predict_images
+
+    results = predict_images(run_dir, images, top=top, deskew=deskew, save_dir=save_preprocessed)
+    if as_json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" in r:
+                err.print(f"{r['image']}: error: {r['error']}", markup=False, highlight=False, soft_wrap=True)
+            else:
+                alts = "  ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
+                out.print(f"{r['image']}: {r['prediction']}  ({alts})", markup=False, highlight=False)
+    if any("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A trained neural run."),
+               fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
+               out_path: Optional[Path] = typer.Option(None, "--out", help="File to write (default: in the run folder)."),
+               data_dir: Optional[Path] = DataDir):
+    """Export a trained net; checks that the file gives the same probabilities as PyTorch."""
+    import os
+
+    from mnistlab.serve.export import export_run
+
+    if data_dir:
+        os.environ["MNISTLAB_HOME"] = str(data_dir)
+    res = export_run(run_dir, fmt, out_path)
+    out.print(f"wrote {res['path']} ({res['bytes']:,} bytes); max |difference| from PyTorch on 256 test images: "
+              f"{res['max_abs_difference']:.2e}")
+
+
+@app.command("serve")
+def serve_cmd(run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN]", help="Run to serve (default: the latest in --runs-dir)."),
+              host: str = typer.Option("127.0.0.1", help="Address to bind; 127.0.0.1 keeps it on this machine."),
+              port: int = typer.Option(8000, help="Port."),
+              runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where to find runs for the model picker."),
+              data_dir: Optional[Path] = DataDir):
+    """The drawing pad: draw or upload a digit in the browser and watch the probabilities."""
+    import uvicorn
+
+    from mnistlab.serve.app import create_app, latest_run
+    from mnistlab.training import Run, train
+
+    run = Run(run_dir) if run_dir else latest_run(runs_dir)
+    if run is None:
+        err.print(f"no finished run in {runs_dir}; training the default model (cnn on mnist) first", markup=False)
+        run = train("cnn", "mnist", out=None, progress=True, data_dir=data_dir)
+    app_ = create_app(run, runs_dir)
+    out.print(f"serving {run.config['model']} ({run.path}) at http://{host}:{port}/")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising (for tests and main)."""
     try:
