@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: setup demo test clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup browser demo test clean
 
 setup: $(STAMP)
 
@@ -27,7 +29,12 @@ demo: setup
 	$(BIN)/mnistlab report $(DEMO_OUT)/run
 	@echo "demo output: $(abspath $(DEMO_OUT)): mnist-samples.png, the trained run in run/, its report in run/report.html"
 
-test: setup
+# The drawing-pad test drives Debian's chromium; install it when missing (as root, as on CI).
+browser:
+	@test -x $(CHROMIUM) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	  || { echo "the browser test needs chromium: sudo apt-get install chromium"; exit 1; }
+
+test: setup browser
 	$(BIN)/python -m pytest
 
 clean:

@@ -1,0 +1,77 @@
+"""End to end in a real browser: Debian's chromium, driven headless by Playwright, draws a digit
+on the pad and sees the probabilities appear. It never skips: a browser that cannot start fails."""
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mnistlab.serve.app import create_app
+
+pytestmark = pytest.mark.realdata
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def server(mnist_run, tmp_path):
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(mnist_run, runs_dir=tmp_path), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}/"
+    srv.should_exit = True
+    thread.join(10)
+
+
+def test_draw_a_digit_and_see_probabilities(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"chromium not found at {CHROMIUM}: make test installs it (apt-get install chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 560})
+            page.goto(server)
+            page.wait_for_selector("#model option", state="attached")
+            box = page.locator("#pad").bounding_box()
+            x0, y0 = box["x"], box["y"]
+            # a "7": the top bar, then the long diagonal
+            page.mouse.move(x0 + 70, y0 + 60)
+            page.mouse.down()
+            for t in range(1, 11):
+                page.mouse.move(x0 + 70 + 14 * t, y0 + 60)
+            for t in range(1, 16):
+                page.mouse.move(x0 + 210 - 6 * t, y0 + 60 + 13 * t)
+            page.mouse.up()
+            page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10 && "
+                                   "document.getElementById('answer').textContent !== '?'", timeout=15000)
+            page.wait_for_timeout(300)  # let the last answer land
+            percents = [float(t.rstrip("%")) for t in page.locator("#bars .bar .p").all_inner_texts()]
+            assert len(percents) == 10 and abs(sum(percents) - 100) < 1.5 and max(percents) > 20
+            answer = page.locator("#answer").inner_text()
+            assert answer in "0123456789"
+            assert page.locator("#seen").get_attribute("src").startswith("data:image/png;base64,")
+            assert page.locator("#status").inner_text() == ""
+            # MNISTLAB_SCREENSHOT=docs/drawing-pad.png refreshes the README's picture
+            shot = Path(os.environ.get("MNISTLAB_SCREENSHOT") or tmp_path / "pad.png")
+            page.screenshot(path=str(shot))
+            assert shot.stat().st_size > 10_000
+            page.click("#clear")
+            assert page.locator("#answer").inner_text() == "?"
+        finally:
+            browser.close()
