@@ -382,6 +382,33 @@ def serve_cmd(run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN]", he
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
+@app.command("speedrun")
+def speedrun_cmd(dataset: str = typer.Option("mnist", help="mnist or fashion-mnist."),
+                 target: float = typer.Option(0.99, help="Test accuracy to reach."),
+                 runs: int = typer.Option(5, help="Runs (seeds 0..runs-1)."),
+                 device: str = typer.Option("auto", help="auto, cpu or cuda."),
+                 threads: Optional[int] = typer.Option(None, help="CPU threads."),
+                 against: Optional[str] = typer.Option(None, help="'reference': also time the guides' CNN in a plain loop."),
+                 as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+                 data_dir: Optional[Path] = DataDir):
+    """Train the fixed speed recipe to the target accuracy, timed end to end."""
+    from mnistlab.bench.speedrun import speedrun
+
+    show = None if as_json else (lambda r: out.print(f"seed {r['seed']}: {r['seconds']:.2f} s, test accuracy {r['test_accuracy']:.4f}"))
+    res = speedrun(dataset, target, runs, device, threads, against, data_dir, progress=show)
+    if as_json:
+        print(json.dumps(res, indent=2))
+        return
+    out.print(f"{res['recipe']} on {res['dataset']} ({res['device']}, {res['threads']} threads, torch {res['torch']}): "
+              f"{res['mean_seconds']:.2f} ± {res['std_seconds']:.2f} s, test accuracy {res['mean_accuracy']:.4f} "
+              f"± {res['std_accuracy']:.4f} (min {res['min_accuracy']:.4f}); target {target:.4f} "
+              + ("reached" if res["reached_target"] else "NOT reached"))
+    if "reference" in res:
+        ref = res["reference"]
+        out.print(f"reference (guides' CNN, plain loop, Adam 1e-3, batch 32): {ref['seconds']:.1f} s, {ref['epochs']} epochs, "
+                  f"test accuracy {ref['test_accuracy']:.4f}; speedup {res['speedup']:.1f}x")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising (for tests and main)."""
     try:

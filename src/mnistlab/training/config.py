@@ -78,7 +78,12 @@ def read_toml(path: str | Path) -> dict:
 
 
 PRESETS = {
-    # A fast, fixed recipe: see `mnistlab speedrun` (issue: speed); defaults until it lands.
+    # The fixed recipes of `mnistlab speedrun`: measured in BENCHMARKS.md, not to be tuned per run.
+    "speedrun": {"model": "speednet", "epochs": 1, "batch_size": 128, "optimizer": "adam", "lr": 4e-3,
+                 "schedule": "onecycle", "label_smoothing": 0.1, "augment": "none"},
+    "speedrun-fashion": {"model": "speednet", "epochs": 4, "batch_size": 128, "optimizer": "adam", "lr": 4e-3,
+                         "schedule": "onecycle", "label_smoothing": 0.1, "augment": "none", "dataset": "fashion-mnist",
+                         "model_args": {"widths": [32, 64, 128]}},
 }
 
 

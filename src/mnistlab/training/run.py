@@ -136,6 +136,8 @@ class Run:
         return self._load_net()
 
     def _load_net(self):
+        import torch
+
         from mnistlab.training.trainer import build_net
 
         net = build_net(self.config)
@@ -153,6 +155,8 @@ class Run:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise RunError(f"{weights} does not fit model {self.config['model']!r}: {str(exc).splitlines()[0]}") from None
+        if any(isinstance(m, torch.nn.Conv2d) for m in net.modules()):
+            net = net.to(memory_format=torch.channels_last)  # about 2x faster convolutions on CPU too
         return net.eval()
 
     def _load_skops(self):
@@ -186,7 +190,7 @@ class Run:
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
-                xb = torch.from_numpy(x[i:i + batch_size]).unsqueeze(1)
+                xb = torch.from_numpy(x[i:i + batch_size]).unsqueeze(1).contiguous(memory_format=torch.channels_last)
                 out.append(torch.softmax(self.model(xb).float(), 1).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 

@@ -50,6 +50,23 @@ def split_indices(labels: np.ndarray, cfg: TrainConfig, num_classes: int) -> tup
     return np.sort(train), val
 
 
+def _take(array: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """array[idx], without the copy when idx is every row in order (the usual case)."""
+    return array if len(idx) == len(array) and (len(idx) == 0 or idx[-1] == len(idx) - 1) else array[idx]
+
+
+def pixel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
+    """Mean and std of uint8 pixels scaled to [0, 1], in float64 chunks (no full-size float copy)."""
+    total, sq, n = 0.0, 0.0, 0
+    for i in range(0, len(images), chunk):
+        x = np.asarray(images[i:i + chunk], dtype=np.float64).reshape(-1)
+        total += float(x.sum(dtype=np.float64))
+        sq += float(np.dot(x, x))
+        n += x.size
+    mean = total / max(n, 1) / 255
+    return mean, float(np.sqrt(max(sq / max(n, 1) / 255**2 - mean**2, 1e-12)))
+
+
 def _tensors(images: np.ndarray, labels: np.ndarray, device):
     import torch
 
@@ -204,9 +221,7 @@ def train(model: str | None = None, dataset: str | None = None, *, out: str | Pa
     train_idx, val_idx = split_indices(train_ds.labels, cfg, spec.num_classes)
     if run_dir is None:
         run_dir = new_run_dir(out, cfg.model, spec.name)
-        x = train_ds.images[train_idx]
-        mean = float(x.mean() / 255)
-        std = float(np.sqrt(max((x.astype(np.float32) ** 2).mean() / 255**2 - mean**2, 1e-12)))
+        mean, std = pixel_stats(_take(train_ds.images, train_idx))
         meta = DatasetCache(data_home(data_dir), spec.name).meta() or {}
         cfg_dict = {**cfg.to_dict(), "classes": list(spec.classes), "input_mean": mean, "input_std": std,
                     "augment_resolved": parse_augment(cfg.augment).__dict__, "dataset_sha256": meta.get("content_sha256")}
@@ -279,7 +294,9 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end) -> Ru
         for p in net.features.parameters():
             p.requires_grad_(False)
     net.to(device)
-    if cuda:
+    # channels_last: about 2x faster convolutions and pooling on CPUs (oneDNN) as on GPUs
+    channels_last = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = _optimizer(cfg, [p for p in net.parameters() if p.requires_grad])
     history, start_epoch, train_seconds = [], 0, 0.0
@@ -289,9 +306,12 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end) -> Ru
         history, start_epoch, train_seconds = list(ckpt["history"]), int(ckpt["epoch"]), float(ckpt.get("train_seconds", 0))
         log.info("resuming %s after epoch %d", run_dir, start_epoch)
 
-    x, y = _tensors(train_ds.images[train_idx], train_ds.labels[train_idx], device)
+    x, y = _tensors(_take(train_ds.images, train_idx), _take(train_ds.labels, train_idx), device)
     x_test, y_test = _tensors(test_ds.images, test_ds.labels, device)
     x_val, y_val = _tensors(train_ds.images[val_idx], train_ds.labels[val_idx], device) if len(val_idx) else (None, None)
+    if channels_last:  # one channel: the same bytes, only the strides say channels_last
+        x, x_test = x.contiguous(memory_format=torch.channels_last), x_test.contiguous(memory_format=torch.channels_last)
+        x_val = x_val.contiguous(memory_format=torch.channels_last) if x_val is not None else None
     aug = parse_augment(cfg.augment)
     n, bs = len(x), cfg.batch_size
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
@@ -317,7 +337,7 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end) -> Ru
                 xb, yb = x[idx], y[idx]
                 if aug.active:
                     xb = augment_batch(xb, aug, gen)
-                if cuda:
+                if channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 lr = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr, cfg.schedule)
                 for g in opt.param_groups:
@@ -372,20 +392,12 @@ def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs,
     atomic_write(run_dir / "model.safetensors", lambda fh: fh.write(save(_cpu_state(net))), error=RunError)
     atomic_write(run_dir / "test_probs.npy", lambda fh: np.save(fh, test_probs.astype(np.float32), allow_pickle=False),
                  error=RunError)
-    # inference speed on the test set, the way predict() runs it
-    net.eval()
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, len(x_test), cfg.eval_batch_size):
-            net(x_test[i:i + cfg.eval_batch_size])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    infer_s = time.perf_counter() - t0
     last = history[-1]
     cpu_net = build_net(cfg_dict)
     write_json(run_dir / "metrics.json", _final_metrics(cfg, cfg_dict, {
         "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"], "train_seconds": train_seconds,
-        "eval_seconds": sum(r.get("eval_seconds", 0) for r in history), "test_images_per_second": len(x_test) / infer_s,
+        "eval_seconds": sum(r.get("eval_seconds", 0) for r in history),
+        "test_images_per_second": len(x_test) / history[-1]["eval_seconds"] if history[-1].get("eval_seconds") else None,
         "params": count_params(cpu_net), "macs": count_macs(cpu_net), "device": str(device),
         "threads": torch.get_num_threads(), "best_test_accuracy": max(r["test_accuracy"] for r in history),
         **({"val_accuracy": last["val_accuracy"]} if "val_accuracy" in last else {})}))

@@ -1,0 +1,128 @@
+"""`mnistlab speedrun`: a fixed recipe trained to a target test accuracy as fast as possible, timed
+end to end (from a cached dataset not yet loaded, to the final test accuracy), and optionally the
+reference beside it in the same invocation: the guides' CNN in a plain PyTorch loop (Adam, lr 1e-3,
+batch 32) until it reaches the same target or 5 epochs."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from mnistlab.data import get_spec
+from mnistlab.errors import InvalidArgument
+
+RECIPES = {"mnist": "speedrun", "fashion-mnist": "speedrun-fashion"}
+
+
+def _one_run(dataset: str, seed: int, device: str, threads: int | None, data_dir) -> dict:
+    from mnistlab.training import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()  # the dataset is in the cache, not yet in this process
+        run = train(dataset=dataset, preset=RECIPES[dataset], seed=seed, device=device, threads=threads,
+                    out=f"{tmp}/run", data_dir=data_dir)
+        seconds = time.perf_counter() - t0
+        return {"seed": seed, "seconds": seconds, "test_accuracy": run.metrics["test_accuracy"],
+                "train_seconds": run.metrics["train_seconds"]}
+
+
+def _warm_up(dataset: str) -> None:
+    """A few steps of the recipe's net on random tensors, untimed: PyTorch builds its CPU kernels on first
+    use (about a second here), a cost of starting the process, not of training. No real data is seen."""
+    import torch
+    import torch.nn.functional as F
+
+    from mnistlab.models import create_model
+    from mnistlab.training.config import PRESETS
+
+    recipe = PRESETS[RECIPES[dataset]]
+    net = create_model(recipe["model"], 10, **recipe.get("model_args", {})).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    x = torch.rand(recipe["batch_size"], 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(recipe["batch_size"]) % 10
+    for _ in range(3):
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.inference_mode():
+        net(torch.rand(1000, 1, 28, 28).contiguous(memory_format=torch.channels_last))
+
+
+def reference_run(dataset: str, target: float, seed: int = 0, max_epochs: int = 5, data_dir=None) -> dict:
+    """The guides' CNN in a plain loop over in-memory tensors, evaluated after each epoch until `target`."""
+    import torch
+    import torch.nn.functional as F
+
+    from mnistlab.data import load_dataset
+    from mnistlab.models import create_model
+
+    t0 = time.perf_counter()
+    train_ds, test_ds = load_dataset(dataset, "train", data_dir=data_dir), load_dataset(dataset, "test", data_dir=data_dir)
+    x = torch.from_numpy(np.asarray(train_ds.images, np.float32) / 255).unsqueeze(1)
+    y = torch.from_numpy(np.array(train_ds.labels, np.int64))
+    xt = torch.from_numpy(np.asarray(test_ds.images, np.float32) / 255).unsqueeze(1)
+    yt = torch.from_numpy(np.array(test_ds.labels, np.int64))
+    torch.manual_seed(seed)
+    net = create_model("cnn", len(train_ds.classes))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    acc, epochs = 0.0, 0
+    for epoch in range(max_epochs):
+        net.train()
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 32):
+            idx = perm[i:i + 32]
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.inference_mode():
+            acc = float(sum((net(xt[i:i + 1000]).argmax(1) == yt[i:i + 1000]).sum().item() for i in range(0, len(xt), 1000)) / len(xt))
+        epochs = epoch + 1
+        if acc >= target:
+            break
+    return {"seconds": time.perf_counter() - t0, "test_accuracy": acc, "epochs": epochs, "reached": acc >= target}
+
+
+def speedrun(dataset: str = "mnist", target: float = 0.99, runs: int = 5, device: str = "auto", threads: int | None = None,
+             against: str | None = None, data_dir=None, progress=None) -> dict:
+    import torch
+
+    from mnistlab.data import fetch
+
+    spec = get_spec(dataset)
+    if spec.name not in RECIPES:
+        raise InvalidArgument(f"no speedrun recipe for {spec.name}; recipes: {', '.join(RECIPES)}")
+    if runs < 1:
+        raise InvalidArgument(f"runs must be >= 1, got {runs}")
+    if not 0 < target < 1:
+        raise InvalidArgument(f"target must be between 0 and 1, got {target}")
+    if against not in (None, "reference"):
+        raise InvalidArgument(f"--against takes 'reference', got {against!r}")
+    fetch(spec, data_dir=data_dir)  # outside the timed span: the span starts with the data in the cache
+    if threads:
+        torch.set_num_threads(threads)
+    _warm_up(spec.name)
+    results = []
+    for seed in range(runs):
+        results.append(_one_run(spec.name, seed, device, threads, data_dir))
+        if progress:
+            progress(results[-1])
+    secs = [r["seconds"] for r in results]
+    accs = [r["test_accuracy"] for r in results]
+    out = {"dataset": spec.name, "recipe": RECIPES[spec.name], "target": target, "runs": results,
+           "mean_seconds": statistics.fmean(secs), "std_seconds": statistics.stdev(secs) if len(secs) > 1 else 0.0,
+           "mean_accuracy": statistics.fmean(accs), "std_accuracy": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+           "min_accuracy": min(accs), "reached_target": statistics.fmean(accs) >= target,
+           "device": str(__import__("mnistlab.training.trainer", fromlist=["pick_device"]).pick_device(device)),
+           "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if against == "reference":
+        ref = reference_run(spec.name, target, data_dir=data_dir)
+        out["reference"] = ref
+        out["speedup"] = ref["seconds"] / out["mean_seconds"]
+    return out
