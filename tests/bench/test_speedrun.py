@@ -49,3 +49,11 @@ def test_bad_speedrun_input():
         sr.speedrun("mnist", runs=0)
     with pytest.raises(InvalidArgument, match="--against takes 'reference'"):
         sr.speedrun("mnist", against="keras")
+
+
+def test_recipe_follows_the_target():
+    assert sr.recipe_for("mnist", 0.99) == "speedrun"
+    assert sr.recipe_for("mnist", 0.993) == "speedrun-995"
+    assert sr.recipe_for("fashion-mnist", 0.92) == "speedrun-fashion"
+    for name in ("speedrun", "speedrun-995", "speedrun-fashion"):
+        resolve_config({"preset": name})  # every recipe is a valid training config

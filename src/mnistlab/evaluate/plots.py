@@ -123,3 +123,31 @@ def compare_curves(named_histories: dict[str, list[dict]], key: str = "test_accu
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def accuracy_vs_time(rows: list[dict]):
+    """One panel per dataset: test accuracy against training seconds (log scale), a labelled point per model,
+    with the best published reference as a dashed line."""
+    plt = _plt()
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows if r.get("accuracy_mean") is not None))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.6), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        pts = [r for r in rows if r["dataset"] == ds and r.get("accuracy_mean") is not None]
+        for r in pts:
+            t = max(r.get("train_seconds") or 0.01, 0.01)
+            ax.errorbar(t, r["accuracy_mean"], yerr=r.get("accuracy_std") or 0, fmt="o", ms=6, capsize=3)
+            ax.annotate(r["model"], (t, r["accuracy_mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        refs = [x for r in pts for x in r.get("references", [])]
+        if refs:
+            best = max(refs, key=lambda x: x["accuracy"])
+            ax.axhline(best["accuracy"], ls="--", color="gray", lw=1)
+            ax.text(0.01, best["accuracy"], f" best published {best['accuracy']:.2%}",
+                    transform=ax.get_yaxis_transform(), va="bottom", fontsize=8, color="gray")
+        accs = [r["accuracy_mean"] for r in pts]
+        low = min(accs)
+        ax.set_ylim(max(0, low - (1 - low) * 0.1), min(1.0, 1 + (1 - low) * 0.05))
+        ax.set_xscale("log")
+        ax.set(xlabel="training seconds (log scale)", ylabel="test accuracy", title=ds)
+        ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
