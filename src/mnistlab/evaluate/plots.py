@@ -141,7 +141,7 @@ def accuracy_vs_time(rows: list[dict]):
         if refs:
             best = max(refs, key=lambda x: x["accuracy"])
             ax.axhline(best["accuracy"], ls="--", color="gray", lw=1)
-            ax.text(0.01, best["accuracy"], f" best published {best['accuracy']:.2%}",
+            ax.text(0.01, best["accuracy"], f" best published reference here: {best['description'][:40]} ({best['accuracy']:.2%})",
                     transform=ax.get_yaxis_transform(), va="bottom", fontsize=8, color="gray")
         accs = [r["accuracy_mean"] for r in pts]
         low = min(accs)

@@ -11,6 +11,7 @@ import logging
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -251,8 +252,13 @@ def _train_classical(cfg, cfg_dict, run_dir: Path, data, progress) -> Run:
     flat = lambda imgs: np.asarray(imgs, dtype=np.float32).reshape(len(imgs), -1) / np.float32(255)  # noqa: E731
     x, y = flat(train_ds.images[train_idx]), np.asarray(train_ds.labels[train_idx])
     t0 = time.perf_counter()
-    est.fit(x, y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(x, y)
     fit_s = time.perf_counter() - t0
+    if any("converge" in str(w.message).lower() for w in caught):  # one line, not scikit-learn's screenful
+        log.warning("%s stopped at its iteration limit before meeting its tolerance (the accuracy is still measured); "
+                    "raise it with --model-arg max_iter=N", cfg.model)
     t0 = time.perf_counter()
     probs = classical_proba(est, flat(test_ds.images))
     predict_s = time.perf_counter() - t0
