@@ -74,3 +74,7 @@ class TrainingInterrupted(MnistlabError):
 
 class InvalidArgument(MnistlabError, ValueError):
     """A value outside its allowed range (negative epochs, zero batch size, wrong image shape...)."""
+
+
+class PeerFailed(MnistlabError):
+    """Another process of a distributed run failed and said why; that process reports it, this one exits quietly."""

@@ -22,6 +22,7 @@ from mnistlab.data import get_spec, load_dataset
 from mnistlab.data.cache import DatasetCache, data_home
 from mnistlab.errors import InvalidArgument, MnistlabError, RunError, TrainingInterrupted
 from mnistlab.models import count_macs, count_params, create_model, get_model_info
+from mnistlab.training import distributed as dist
 from mnistlab.training.augment import augment_batch, parse_augment
 from mnistlab.training.config import TrainConfig, resolve_config
 from mnistlab.training.run import (Run, append_jsonl, load_checkpoint, new_run_dir, save_torch, write_json)
@@ -192,7 +193,8 @@ def _progress(enabled: bool):
 
 def train(model: str | None = None, dataset: str | None = None, *, out: str | Path | None = None,
           config_file: str | Path | None = None, resume: str | Path | None = None, progress: bool = False,
-          data_dir=None, on_epoch_end: Callable[[int, dict], None] | None = None, **settings) -> Run:
+          data_dir=None, on_epoch_end: Callable[[int, dict], None] | None = None, distributed: bool = False,
+          **settings) -> Run | None:
     """Train a model on a dataset and return its Run (the run folder holds everything it made).
 
     >>> run = mnistlab.train(model="cnn", dataset="mnist", epochs=3)
@@ -200,38 +202,77 @@ def train(model: str | None = None, dataset: str | None = None, *, out: str | Pa
 
     Settings are TrainConfig's fields (epochs, batch_size, optimizer, lr, schedule, augment, seed, ...);
     unset ones take the model's defaults. `resume=RUN` continues a stopped run from its last epoch.
+    `distributed=True` joins the torchrun process group (see training/distributed.py); only rank 0
+    writes the run folder and gets the Run back, the other processes get None.
     """
-    if resume is not None:
-        run_dir = Path(resume)
-        cfg_dict = Run(run_dir).config
-        cfg = TrainConfig(**{k: v for k, v in cfg_dict.items() if k in TrainConfig.__dataclass_fields__}).validate()
-        if (run_dir / "metrics.json").exists():
-            log.info("%s is already complete", run_dir)
-            return Run(run_dir)
-    else:
-        cfg = resolve_config({**settings, "model": model, "dataset": dataset}, config_file)
-        run_dir = None
-    spec = get_spec(cfg.dataset)
-    if spec.image_shape != (28, 28):
-        raise InvalidArgument(f"model {cfg.model!r} takes 28x28 images; {spec.name} has {spec.image_shape}")
-    info = get_model_info(cfg.model)
-    if info.family == "ensemble":
-        raise MnistlabError("an ensemble is built from trained runs: mnistlab ensemble RUN RUN ...")
-    train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress)
-    test_ds = load_dataset(spec, "test", data_dir=data_dir)
-    train_idx, val_idx = split_indices(train_ds.labels, cfg, spec.num_classes)
-    if run_dir is None:
+    d = dist.start(_requested_device(settings, resume)) if distributed else dist.SINGLE
+    try:
+        return _train(d, model, dataset, out, config_file, resume, progress, data_dir, on_epoch_end, settings)
+    finally:
+        dist.stop(d)
+
+
+def _requested_device(settings: dict, resume) -> str:
+    if settings.get("device"):
+        return settings["device"]
+    try:  # a resumed run trains where it said; a rank that cannot read the folder assumes "auto"
+        return str(Run(resume).config.get("device", "auto")) if resume is not None else "auto"
+    except MnistlabError:
+        return "auto"
+
+
+def _train(d: dist.Dist, model, dataset, out, config_file, resume, progress, data_dir, on_epoch_end, settings):
+    def prepare() -> tuple[dict, str, bool]:
+        """Resolve and check the config, make the run folder: rank 0 only, shared with the rest."""
+        if resume is not None:
+            run_dir = Path(resume)
+            cfg_dict = Run(run_dir).config
+            cfg = TrainConfig(**{k: v for k, v in cfg_dict.items() if k in TrainConfig.__dataclass_fields__}).validate()
+            if (run_dir / "metrics.json").exists():
+                log.info("%s is already complete", run_dir)
+                return cfg_dict, str(run_dir), True
+        else:
+            cfg = resolve_config({**settings, "model": model, "dataset": dataset}, config_file)
+        spec = get_spec(cfg.dataset)
+        if spec.image_shape != (28, 28):
+            raise InvalidArgument(f"model {cfg.model!r} takes 28x28 images; {spec.name} has {spec.image_shape}")
+        info = get_model_info(cfg.model)
+        if info.family == "ensemble":
+            raise MnistlabError("an ensemble is built from trained runs: mnistlab ensemble RUN RUN ...")
+        if not cfg.evaluate_test and info.family != "neural":
+            raise InvalidArgument(f"evaluate_test = false is for neural nets (sweep trials); {cfg.model!r} is {info.family}")
+        if d.active:
+            if info.family != "neural":
+                raise InvalidArgument(f"--distributed trains neural nets; {cfg.model!r} is a {info.family} model")
+            dist.check_batch(d, cfg.batch_size)
+        if resume is not None:
+            return cfg_dict, str(run_dir), False
+        train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress)
+        train_idx, _ = split_indices(train_ds.labels, cfg, spec.num_classes)
         run_dir = new_run_dir(out, cfg.model, spec.name)
         mean, std = pixel_stats(_take(train_ds.images, train_idx))
         meta = DatasetCache(data_home(data_dir), spec.name).meta() or {}
         cfg_dict = {**cfg.to_dict(), "classes": list(spec.classes), "input_mean": mean, "input_std": std,
                     "augment_resolved": parse_augment(cfg.augment).__dict__, "dataset_sha256": meta.get("content_sha256")}
+        if d.active:
+            cfg_dict["world_size"] = d.world
         write_json(run_dir / "config.json", cfg_dict)
+        return cfg_dict, str(run_dir), False
+
+    cfg_dict, run_dir, complete = dist.on_main(d, prepare)
+    run_dir = Path(run_dir)
+    if complete:
+        return Run(run_dir) if d.main else None
+    cfg = TrainConfig(**{k: v for k, v in cfg_dict.items() if k in TrainConfig.__dataclass_fields__})
+    spec = get_spec(cfg.dataset)
+    train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress and d.main)
+    test_ds = load_dataset(spec, "test", data_dir=data_dir) if cfg.evaluate_test else None
+    train_idx, val_idx = split_indices(train_ds.labels, cfg, spec.num_classes)
     data = (train_ds, test_ds, train_idx, val_idx)
     try:
-        if info.family == "classical":
+        if get_model_info(cfg.model).family == "classical":
             return _train_classical(cfg, cfg_dict, run_dir, data, progress)
-        return _train_net(cfg, cfg_dict, run_dir, data, progress, on_epoch_end)
+        return _train_net(cfg, cfg_dict, run_dir, data, progress and d.main, on_epoch_end, d)
     except KeyboardInterrupt:
         raise TrainingInterrupted(f"interrupted; {run_dir} keeps its last completed epoch: "
                                   f"mnistlab train --resume {run_dir}") from None
@@ -281,21 +322,25 @@ def _train_classical(cfg, cfg_dict, run_dir: Path, data, progress) -> Run:
     return Run(run_dir)
 
 
-def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end) -> Run:
+def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: dist.Dist = dist.SINGLE) -> Run | None:
     import torch
     import torch.nn.functional as F
 
     train_ds, test_ds, train_idx, val_idx = data
+    device = pick_device(cfg.device)
+    if d.backend == "nccl":
+        device = torch.device("cuda", d.local_rank)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    elif d.active and device.type == "cpu":  # processes on one machine share its cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // d.local_world))
     cuda = device.type == "cuda"
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
     torch.manual_seed(cfg.seed)
     net = build_net(cfg_dict)
-    ckpt = load_checkpoint(run_dir / "checkpoint.pt") if (run_dir / "checkpoint.pt").exists() else None
+    ckpt = dist.on_main(d, lambda: load_checkpoint(run_dir / "checkpoint.pt") if (run_dir / "checkpoint.pt").exists() else None)
     if cfg.init_from and ckpt is None:
-        _init_from(net, cfg.init_from, cfg, len(cfg_dict["classes"]))
+        dist.on_main(d, lambda: _init_from(net, cfg.init_from, cfg, len(cfg_dict["classes"])))
     if cfg.freeze == "backbone":
         for p in net.features.parameters():
             p.requires_grad_(False)
@@ -311,25 +356,49 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end) -> Ru
         opt.load_state_dict(ckpt["optimizer"])
         history, start_epoch, train_seconds = list(ckpt["history"]), int(ckpt["epoch"]), float(ckpt.get("train_seconds", 0))
         log.info("resuming %s after epoch %d", run_dir, start_epoch)
+    step_net = net
+    if d.active:  # rank 0's weights (fresh, transferred or resumed) are broadcast to every process here
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_net = DistributedDataParallel(net, device_ids=[d.local_rank] if cuda else None)
 
     x, y = _tensors(_take(train_ds.images, train_idx), _take(train_ds.labels, train_idx), device)
-    x_test, y_test = _tensors(test_ds.images, test_ds.labels, device)
+    x_test, y_test = _tensors(test_ds.images, test_ds.labels, device) if test_ds is not None else (None, None)
     x_val, y_val = _tensors(train_ds.images[val_idx], train_ds.labels[val_idx], device) if len(val_idx) else (None, None)
     if channels_last:  # one channel: the same bytes, only the strides say channels_last
-        x, x_test = x.contiguous(memory_format=torch.channels_last), x_test.contiguous(memory_format=torch.channels_last)
-        x_val = x_val.contiguous(memory_format=torch.channels_last) if x_val is not None else None
+        x, x_test, x_val = (t.contiguous(memory_format=torch.channels_last) if t is not None else None for t in (x, x_test, x_val))
     aug = parse_augment(cfg.augment)
     n, bs = len(x), cfg.batch_size
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
     steps_per_epoch = (n + bs - 1) // bs
     total_steps = steps_per_epoch * cfg.epochs
     bar = _progress(progress)
-    test_probs = None
+
+    last = {"test_probs": None}  # the latest test probabilities (rank 0; None when the test set is not evaluated)
+
+    def end_epoch(row: dict) -> None:
+        """Rank 0: evaluate, record, checkpoint."""
+        if x_val is not None:
+            row["val_loss"], row["val_accuracy"], _ = evaluate_net(net, x_val, y_val, cfg.eval_batch_size, amp)
+        if x_test is not None:
+            t1 = time.perf_counter()
+            row["test_loss"], row["test_accuracy"], last["test_probs"] = evaluate_net(net, x_test, y_test, cfg.eval_batch_size, amp)
+            row["eval_seconds"] = time.perf_counter() - t1
+        history.append(row)
+        append_jsonl(run_dir / "metrics.jsonl", history)
+        save_torch(run_dir / "checkpoint.pt", {"model": _cpu_state(net), "optimizer": opt.state_dict(),
+                                               "epoch": row["epoch"], "history": history, "train_seconds": train_seconds})
+        if on_epoch_end:
+            on_epoch_end(row["epoch"], row)
+
     with bar or nullcontext():
         for epoch in range(start_epoch, cfg.epochs):
-            torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout etc.: a pure function of (seed, epoch)
+            # every random choice is a pure function of (seed, epoch): the permutation is shared by all
+            # processes; dropout and augmentation differ per process (rank 0 draws what a single process would)
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * d.rank)
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
             perm = torch.randperm(n, generator=gen).to(device)
+            aug_gen = gen if d.main else torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * d.rank)
             net.train()
             if cfg.freeze == "backbone":
                 net.features.eval()  # frozen batch-norm statistics too
@@ -338,18 +407,20 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end) -> Ru
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0, acc=0.0, ips=0.0) if bar else None
             for i in range(steps_per_epoch):
                 idx = perm[i * bs:(i + 1) * bs]
-                if has_bn and len(idx) < 2:
-                    continue  # batch norm cannot train on a single image
+                if has_bn and len(idx) < 2 * d.world:
+                    continue  # batch norm cannot train on a single image (per process)
+                if d.active:
+                    idx = idx[d.rank::d.world]  # this process's shard of the global batch
                 xb, yb = x[idx], y[idx]
                 if aug.active:
-                    xb = augment_batch(xb, aug, gen)
+                    xb = augment_batch(xb, aug, aug_gen)
                 if channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 lr = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr, cfg.schedule)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 with amp():
-                    logits = net(xb)
+                    logits = step_net(xb)
                     loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -359,52 +430,50 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end) -> Ru
                 correct += (logits.argmax(1) == yb).sum()
                 if bar and (i % 20 == 0 or i == steps_per_epoch - 1):
                     el = time.perf_counter() - t0
-                    bar.update(task, completed=i + 1, loss=loss_sum.item() / seen, acc=correct.item() / seen, ips=seen / el)
+                    bar.update(task, completed=i + 1, loss=loss_sum.item() / seen, acc=correct.item() / seen, ips=seen / el * d.world)
             if cuda:
                 torch.cuda.synchronize()
             epoch_s = time.perf_counter() - t0
             train_seconds += epoch_s
-            row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / max(seen, 1),
-                   "train_accuracy": correct.item() / max(seen, 1), "lr": lr, "seconds": epoch_s,
-                   "images_per_second": seen / epoch_s}
-            if x_val is not None:
-                row["val_loss"], row["val_accuracy"], _ = evaluate_net(net, x_val, y_val, cfg.eval_batch_size, amp)
-            t1 = time.perf_counter()
-            row["test_loss"], row["test_accuracy"], test_probs = evaluate_net(net, x_test, y_test, cfg.eval_batch_size, amp)
-            row["eval_seconds"] = time.perf_counter() - t1
-            history.append(row)
-            append_jsonl(run_dir / "metrics.jsonl", history)
-            save_torch(run_dir / "checkpoint.pt", {"model": _cpu_state(net), "optimizer": opt.state_dict(),
-                                                   "epoch": epoch + 1, "history": history, "train_seconds": train_seconds})
+            seen_all, loss_all, correct_all = dist.all_sum(d, seen, loss_sum.item(), correct.item())
+            row = {"epoch": epoch + 1, "train_loss": loss_all / max(seen_all, 1),
+                   "train_accuracy": correct_all / max(seen_all, 1), "lr": lr, "seconds": epoch_s,
+                   "images_per_second": seen_all / epoch_s}
+            dist.on_main(d, lambda: end_epoch(row))
             if bar:
-                bar.update(task, description=f"epoch {epoch + 1}/{cfg.epochs} test acc {row['test_accuracy']:.4f}")
-            if on_epoch_end:
-                on_epoch_end(epoch + 1, row)
-    if test_probs is None:  # resumed a run whose last epoch was done but whose final files were not
+                shown = row.get("test_accuracy", row.get("val_accuracy"))
+                bar.update(task, description=f"epoch {epoch + 1}/{cfg.epochs}" + (f" {'test' if 'test_accuracy' in row else 'val'} acc {shown:.4f}" if shown is not None else ""))
+    if not d.main:
+        return None
+    test_probs = last["test_probs"]
+    if test_probs is None and x_test is not None:  # resumed a run whose last epoch was done but whose final files were not
         _, _, test_probs = evaluate_net(net, x_test, y_test, cfg.eval_batch_size, amp)
-    return _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, device, x_test)
+    return _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, device, d)
 
 
 def _cpu_state(net) -> dict:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
 
 
-def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, device, x_test) -> Run:
+def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, device, d: dist.Dist) -> Run:
     import torch
     from safetensors.torch import save
 
     from mnistlab.fileio import atomic_write
 
     atomic_write(run_dir / "model.safetensors", lambda fh: fh.write(save(_cpu_state(net))), error=RunError)
-    atomic_write(run_dir / "test_probs.npy", lambda fh: np.save(fh, test_probs.astype(np.float32), allow_pickle=False),
-                 error=RunError)
+    if test_probs is not None:
+        atomic_write(run_dir / "test_probs.npy", lambda fh: np.save(fh, test_probs.astype(np.float32), allow_pickle=False),
+                     error=RunError)
     last = history[-1]
     cpu_net = build_net(cfg_dict)
+    tested = [r["test_accuracy"] for r in history if "test_accuracy" in r]
     write_json(run_dir / "metrics.json", _final_metrics(cfg, cfg_dict, {
-        "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"], "train_seconds": train_seconds,
+        "test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"), "train_seconds": train_seconds,
         "eval_seconds": sum(r.get("eval_seconds", 0) for r in history),
-        "test_images_per_second": len(x_test) / history[-1]["eval_seconds"] if history[-1].get("eval_seconds") else None,
+        "test_images_per_second": len(test_probs) / last["eval_seconds"] if last.get("eval_seconds") and test_probs is not None else None,
         "params": count_params(cpu_net), "macs": count_macs(cpu_net), "device": str(device),
-        "threads": torch.get_num_threads(), "best_test_accuracy": max(r["test_accuracy"] for r in history),
+        "threads": torch.get_num_threads(), "best_test_accuracy": max(tested) if tested else None,
+        **({"world_size": d.world, "backend": d.backend} if d.active else {}),
         **({"val_accuracy": last["val_accuracy"]} if "val_accuracy" in last else {})}))
     return Run(run_dir)

@@ -1,0 +1,92 @@
+"""Data-parallel training under torchrun on this CPU: two gloo processes match one process with the
+same global batch, only rank 0 writes, a killed run resumes exactly, and bad launches are one line."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mnistlab.cli import run as cli
+from mnistlab.training import load_run, train
+
+pytestmark = pytest.mark.realdata
+
+
+def torchrun(args, home, cwd, nproc=2, wait=True):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "mnistlab", "train", "--distributed", "--quiet", *args]
+    env = {**os.environ, "MNISTLAB_HOME": str(home)}
+    if not wait:
+        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _strip(history):
+    return [{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_second"} for r in history]
+
+
+def test_two_processes_match_one_with_the_same_global_batch(real_home, tmp_path):
+    settings = ["--model", "mlp", "--epochs", "2", "--batch-size", "128"]
+    done = torchrun([*settings, "--out", "ddp"], real_home, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines() == [f"test accuracy: {load_run(tmp_path / 'ddp').metrics['test_accuracy']:.4f}"]
+    single = train("mlp", "mnist", out=tmp_path / "single", data_dir=real_home, epochs=2, batch_size=128)
+    ddp = load_run(tmp_path / "ddp")
+    assert ddp.metrics["world_size"] == 2 and ddp.metrics["backend"] == "gloo"
+    assert ddp.config["world_size"] == 2 and ddp.config["batch_size"] == 128
+    assert abs(ddp.metrics["test_accuracy"] - single.metrics["test_accuracy"]) < 0.006, (ddp.metrics, single.metrics)
+    assert ddp.metrics["test_accuracy"] > 0.96
+    # the epoch's training statistics cover all 60,000 images, gathered from both processes
+    assert [r["epoch"] for r in ddp.history] == [1, 2] and ddp.history[1]["train_accuracy"] > 0.95
+    # only rank 0 wrote: one run folder, nothing else in the working folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(
+        ["checkpoint.pt", "config.json", "metrics.json", "metrics.jsonl", "model.safetensors", "test_probs.npy"])
+
+
+def test_killed_distributed_run_resumes_to_the_same_metrics(real_home, tmp_path):
+    settings = ["--model", "cnn-bn", "--model-arg", "width=8", "--augment", "light", "--train-subset", "4000",
+                "--epochs", "3", "--batch-size", "64"]
+    whole = torchrun([*settings, "--out", "whole"], real_home, tmp_path)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    proc = torchrun([*settings, "--out", "cut"], real_home, tmp_path, wait=False)
+    ckpt = tmp_path / "cut" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, mid-run
+    proc.wait()
+    assert ckpt.exists() and not (tmp_path / "cut" / "metrics.json").exists()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "mnistlab", "train", "--distributed", "--quiet", "--resume", "cut"],
+                          env={**os.environ, "MNISTLAB_HOME": str(real_home)}, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _strip(load_run(tmp_path / "cut").history) == _strip(load_run(tmp_path / "whole").history)
+
+
+def test_batch_that_does_not_divide_among_processes(real_home, tmp_path):
+    done = torchrun(["--model", "mlp", "--epochs", "1", "--batch-size", "33", "--out", "r"], real_home, tmp_path)
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert ours == ["error: batch size 33 does not divide among 2 processes; use a multiple of 2 such as 32 or 34"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_distributed_without_torchrun_is_one_line(capsys, monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    assert cli(["train", "--distributed", "--model", "mlp", "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --distributed found no torchrun environment") and "torchrun --nproc_per_node" in err
+    assert "\n" not in err
+
+
+def test_classical_models_are_not_distributed(real_home, tmp_path):
+    done = torchrun(["--model", "logreg", "--out", "r"], real_home, tmp_path)
+    assert done.returncode != 0 and "error: --distributed trains neural nets; 'logreg' is a classical model" in done.stderr
+    assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == "[]"
