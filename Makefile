@@ -9,7 +9,7 @@ DEMO_OUT ?= demo-output
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser demo test clean
+.PHONY: setup browser postgres demo test clean
 
 setup: $(STAMP)
 
@@ -35,7 +35,12 @@ browser:
 	@test -x $(CHROMIUM) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	  || { echo "the browser test needs chromium: sudo apt-get install chromium"; exit 1; }
 
-test: setup browser
+# The sweep tests start their own PostgreSQL server from Debian's package; install it when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
+	  || { echo "the sweep tests need PostgreSQL: sudo apt-get install postgresql"; exit 1; }
+
+test: setup browser postgres
 	$(BIN)/python -m pytest
 
 clean:

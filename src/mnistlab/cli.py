@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, PeerFailed
 
 app = typer.Typer(help="mnistlab: the MNIST family of datasets, models, training and evaluation.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -214,10 +214,13 @@ def train_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML file of settings (a [train] table or top level)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<date>-<model>-<dataset>)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a stopped run from its last epoch."),
+    distributed: bool = typer.Option(False, "--distributed", help="Data-parallel across the processes torchrun starts."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     data_dir: Optional[Path] = DataDir,
 ):
-    """Train a model; writes a run folder and prints the test accuracy."""
+    """Train a model; writes a run folder and prints the test accuracy.
+
+    Data-parallel: torchrun --nproc_per_node=N -m mnistlab train --distributed ... (only rank 0 writes)."""
     from mnistlab.training import train
 
     settings = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
@@ -230,11 +233,17 @@ def train_cmd(
         if given:
             raise MnistlabError(f"--resume continues a run with its own settings; drop {', '.join('--' + g.replace('_', '-') for g in given)}")
     run = train(model, dataset, out=out_dir, config_file=config, resume=resume, progress=not quiet, data_dir=data_dir,
-                **settings)
+                distributed=distributed, **settings)
+    if run is None:  # a torchrun process other than rank 0: rank 0 reports
+        return
     m = run.metrics
     if not quiet:
-        out.print(f"run folder: {run.path}  ({m['train_seconds']:.1f} s training, {m['model']} on {m['dataset']})")
-    print(f"test accuracy: {m['test_accuracy']:.4f}")
+        out.print(f"run folder: {run.path}  ({m['train_seconds']:.1f} s training, {m['model']} on {m['dataset']}"
+                  + (f", {m['world_size']} processes)" if m.get("world_size") else ")"))
+    if m.get("test_accuracy") is not None:
+        print(f"test accuracy: {m['test_accuracy']:.4f}")
+    else:
+        print(f"validation accuracy: {m['val_accuracy']:.4f} (the test set was not evaluated)")
 
 
 @app.command("ensemble")
@@ -409,13 +418,54 @@ def speedrun_cmd(dataset: str = typer.Option("mnist", help="mnist or fashion-mni
                   f"test accuracy {ref['test_accuracy']:.4f}; speedup {res['speedup']:.1f}x")
 
 
+@app.command("sweep")
+def sweep_cmd(model: str = typer.Option(..., help="A neural model (mnistlab models)."),
+              dataset: str = typer.Option("mnist", help="Dataset name."),
+              trials: int = typer.Option(20, help="Trials the study should finish, all workers together."),
+              space: Optional[Path] = typer.Option(None, help="Search space TOML (default: around the model's own settings)."),
+              storage: Optional[str] = typer.Option(None, help="Optuna storage URL (default: sqlite file in the sweep folder)."),
+              study: Optional[str] = typer.Option(None, help="Study name (default MODEL-DATASET); workers with the same storage and name share it."),
+              budget_minutes: Optional[float] = typer.Option(None, "--budget-minutes", help="Start no trial after this long."),
+              jobs: int = typer.Option(1, help="Worker processes on this machine."),
+              val_split: int = typer.Option(10_000, "--val-split", help="Training images held out for the objective."),
+              seed: int = typer.Option(0, help="Training seed of every trial."),
+              threads: Optional[int] = typer.Option(None, help="PyTorch threads per worker."),
+              device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps, for every trial."),
+              final: bool = typer.Option(True, "--final/--no-final", help="Retrain the best settings and test once at the end."),
+              final_epochs: Optional[int] = typer.Option(None, "--final-epochs", help="Epochs for that retraining (default: the trials')."),
+              heartbeat: int = typer.Option(10, help="Seconds between a trial's heartbeats; 3x silent marks it dead.", hidden=True),
+              out_dir: Optional[Path] = typer.Option(None, "--out", help="Sweep folder (default sweeps/STUDY)."),
+              quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
+              data_dir: Optional[Path] = DataDir):
+    """Search training settings with Optuna: objective = validation accuracy, bad trials pruned each epoch.
+
+    Several processes or machines pointed at one --storage and --study share the trials."""
+    from mnistlab.sweep import run_sweep
+
+    say = (lambda msg: None) if quiet else (lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True))
+    res = run_sweep(model, dataset, trials, space=space, storage=storage, study=study, out=out_dir,
+                    budget_minutes=budget_minutes, jobs=jobs, val_split=val_split, seed=seed, threads=threads, final=final,
+                    final_epochs=final_epochs, heartbeat=heartbeat, data_dir=data_dir,
+                    extra={"device": device} if device else None, say=say)
+    b = res["best"]
+    states = ", ".join(f"{n} {k}" for k, n in sorted(res["states"].items()))
+    out.print(f"study {res['study']}: {states}; best trial {b['trial']}: val accuracy {b['val_accuracy']:.4f} with "
+              + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["params"].items()),
+              markup=False, highlight=False)
+    folder = Path(out_dir) if out_dir else Path("sweeps") / res["study"]
+    out.print(f"report: {folder / 'sweep.md'}", markup=False, highlight=False)
+    if res["final"]:
+        print(f"test accuracy: {res['final']['test_accuracy']:.4f}")
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code instead of raising (for tests and main)."""
     try:
         rv = app(args=argv, prog_name="mnistlab", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except MnistlabError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        if not isinstance(exc, PeerFailed):  # under torchrun, the process that failed says why, once
+            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
