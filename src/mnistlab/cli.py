@@ -128,11 +128,22 @@ def data_info(name: str, as_json: bool = typer.Option(False, "--json", help="Pri
 def data_show(name: str, out_path: Path = typer.Option(..., "--out", help="PNG file to write."),
               split: str = typer.Option("train", help="train or test."),
               per_class: int = typer.Option(10, "--per-class", help="Samples per class."),
+              mean: bool = typer.Option(False, "--mean", help="The mean image of each class instead."),
+              augment: Optional[str] = typer.Option(None, help="Show one digit per class and augmented copies: light, strong or KEY=VAL,..."),
               seed: int = typer.Option(0, help="Which samples."), data_dir: Optional[Path] = DataDir):
-    """Write a grid of samples per class, with class names."""
-    from mnistlab.data.explore import sample_grid
+    """Write a grid of samples per class, with class names (or their mean images, or augmented copies)."""
+    from mnistlab.data.explore import mean_images, sample_grid
 
-    path = sample_grid(name, out_path, per_class=per_class, split=split, seed=seed, data_dir=data_dir)
+    if mean:
+        path = mean_images(name, out_path, split=split, data_dir=data_dir)
+    else:
+        transform = None
+        if augment:
+            from mnistlab.training.augment import augment_uint8, parse_augment
+
+            aug = parse_augment(augment)
+            transform = lambda images, row: augment_uint8(images, aug, seed * 1000 + row)  # noqa: E731
+        path = sample_grid(name, out_path, per_class=per_class, split=split, seed=seed, data_dir=data_dir, transform=transform)
     out.print(f"wrote {path}")
 
 

@@ -15,6 +15,16 @@ from typing import IO
 from mnistlab.errors import StorageError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes 0600 files; what mnistlab writes (reports, plots, runs) gets a normal file's mode
+FILE_MODE = 0o666 & ~_umask()
+
+
 def storage_error(exc: OSError, where: Path, hint: str = "choose another folder", error=StorageError) -> StorageError:
     """Turn an OSError met while writing under `where` into one actionable line."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -48,6 +58,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], hint: str = "ch
     except OSError as exc:
         raise storage_error(exc, path.parent, hint, error) from None
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

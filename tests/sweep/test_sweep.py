@@ -238,7 +238,7 @@ def test_sweep_report_and_final_run(real_home, tmp_path, capsys, monkeypatch):
     assert s["states"] == {"complete": 4} or sum(s["states"].values()) == 4
     assert s["final"]["epochs"] == 3 and s["best"]["settings"]["epochs"] == 2
     final = json.loads((Path(s["final"]["run"]) / "config.json").read_text())
-    assert final["val_split"] == 0 and final["train_subset"] == 3000 and final["lr"] == s["best"]["params"]["lr"]
+    assert final["val_split"] == 0 and final["train_subset"] is None and final["lr"] == s["best"]["params"]["lr"]
     assert (Path(s["final"]["run"]) / "report.html").exists()
     assert set(s["importance"]) == {"lr", "batch_size"} if isinstance(s["importance"], dict) else "not computed" in s["importance"]
     for name in ("history.png", "sweep.md"):

@@ -35,42 +35,72 @@ def dataset_info(name: str, *, data_dir=None) -> dict:
     return info
 
 
-def sample_grid(name: str, out: str | Path, *, per_class: int = 10, split: str = "train", seed: int = 0,
-                data_dir=None) -> Path:
-    """Write a PNG grid: one row per class (at most 26 rows), `per_class` random samples each, class names on the left."""
+def _figure(rows: list[tuple[str, list[np.ndarray]]], title: str, cols: int, vmax: float = 255):
+    """A grid of images, one labelled row each, as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if per_class < 1:
-        raise InvalidArgument(f"per_class must be at least 1, got {per_class}")
-    ds = load_dataset(name, split, data_dir=data_dir)
-    rng = np.random.default_rng(seed)
-    classes = list(range(len(ds.classes)))
-    if len(classes) > 26:  # keep it readable for EMNIST byclass: an even spread of rows
-        classes = sorted(set(np.linspace(0, len(ds.classes) - 1, 26).round().astype(int)))
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.62 + 1.4, len(classes) * 0.62 + 0.6),
-                             squeeze=False)
-    for row, c in enumerate(classes):
-        idx = np.flatnonzero(ds.labels == c)
-        pick = rng.choice(idx, size=min(per_class, idx.size), replace=False) if idx.size else []
-        for col in range(per_class):
-            ax = axes[row, col]
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.62 + 1.4, len(rows) * 0.62 + 0.6), squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for col in range(cols):
+            ax = axes[r, col]
             ax.set_xticks([])
             ax.set_yticks([])
             for s in ax.spines.values():
                 s.set_visible(False)
-            if col < len(pick):
-                ax.imshow(ds.images[pick[col]], cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
-        axes[row, 0].set_ylabel(ds.classes[c], rotation=0, ha="right", va="center", fontsize=10)
-    fig.suptitle(f"{ds.spec.title}: {split} samples per class", fontsize=11)
+            if col < len(images):
+                ax.imshow(images[col], cmap="gray_r", vmin=0, vmax=vmax, interpolation="nearest")
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    out = Path(out)
-    return atomic_write_bytes(out, buf.getvalue())
+    return buf.getvalue()
+
+
+def _shown_classes(n: int) -> list[int]:
+    # keep it readable for EMNIST byclass: at most 26 rows, an even spread
+    return list(range(n)) if n <= 26 else sorted(set(np.linspace(0, n - 1, 26).round().astype(int)))
+
+
+def sample_grid(name: str, out: str | Path, *, per_class: int = 10, split: str = "train", seed: int = 0,
+                data_dir=None, transform=None) -> Path:
+    """Write a PNG grid: one row per class (at most 26 rows), `per_class` random samples each, class names on the left.
+
+    With `transform` ((uint8 images (N, 28, 28), row number) -> uint8 images), each row is one sample
+    and `per_class - 1` transformed copies of it: a picture of what augmentation does.
+    """
+    if per_class < 1:
+        raise InvalidArgument(f"per_class must be at least 1, got {per_class}")
+    ds = load_dataset(name, split, data_dir=data_dir)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in _shown_classes(len(ds.classes)):
+        idx = np.flatnonzero(ds.labels == c)
+        if transform is None:
+            pick = rng.choice(idx, size=min(per_class, idx.size), replace=False) if idx.size else []
+            rows.append((ds.classes[c], [ds.images[i] for i in pick]))
+        elif idx.size:
+            first = np.asarray(ds.images[rng.choice(idx)])
+            rows.append((ds.classes[c], [first, *transform(np.repeat(first[None], per_class - 1, axis=0), c)]))
+    what = "samples per class" if transform is None else "one sample per class (left), then augmented copies"
+    return atomic_write_bytes(Path(out), _figure(rows, f"{ds.spec.title}, {split} set: {what}", per_class))
+
+
+def mean_images(name: str, out: str | Path, *, split: str = "train", data_dir=None) -> Path:
+    """Write a PNG of the mean image of each class (float64 sums over the uint8 images)."""
+    ds = load_dataset(name, split, data_dir=data_dir)
+    classes = _shown_classes(len(ds.classes))
+    means = [ds.images[ds.labels == c].mean(axis=0, dtype=np.float64) if (ds.labels == c).any() else np.zeros((28, 28))
+             for c in classes]
+    cols = min(len(classes), 13)
+    rows = [(" ", means[i:i + cols]) for i in range(0, len(means), cols)]
+    png = _figure(rows, f"{ds.spec.title}: mean {split} image of each class ({', '.join(ds.classes[c] for c in classes[:cols])}"
+                  + (", ...)" if len(classes) > cols else ")"), cols)
+    return atomic_write_bytes(Path(out), png)
 
 
 def export(name: str, fmt: str, out: str | Path, *, data_dir=None, limit: int | None = None) -> list[Path]:

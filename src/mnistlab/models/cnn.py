@@ -37,23 +37,24 @@ class LeNet5(Net):
         self.reset_classifier(num_classes)
 
 
-def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, bn: bool = True) -> nn.Sequential:
+    """Conv, batch norm, ReLU (without batch norm the conv has its own bias)."""
+    norm = [nn.BatchNorm2d(cout)] if bn else []
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=not bn), *norm, nn.ReLU(inplace=True))
 
 
 class CNNBN(Net):
     """Two double-conv blocks with batch norm, max-pool and dropout, then a dense layer: the guides'
     'improve it' step."""
 
-    def __init__(self, num_classes: int = 10, dropout: float = 0.25, width: int = 32, **norm):
+    def __init__(self, num_classes: int = 10, dropout: float = 0.25, width: int = 32, batch_norm: bool = True, **norm):
         super().__init__(**norm)
-        w = width
+        w, bn = width, batch_norm  # batch_norm=False: the same net without it, to measure what it brings
         self.features = nn.Sequential(
-            conv_bn(1, w), conv_bn(w, w), nn.MaxPool2d(2), nn.Dropout(dropout),  # 14x14
-            conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w), nn.MaxPool2d(2), nn.Dropout(dropout),  # 7x7
-            nn.Flatten(), nn.Linear(2 * w * 7 * 7, 256, bias=False), nn.BatchNorm1d(256), nn.ReLU(inplace=True),
-            nn.Dropout(2 * dropout),
+            conv_bn(1, w, bn=bn), conv_bn(w, w, bn=bn), nn.MaxPool2d(2), nn.Dropout(dropout),  # 14x14
+            conv_bn(w, 2 * w, bn=bn), conv_bn(2 * w, 2 * w, bn=bn), nn.MaxPool2d(2), nn.Dropout(dropout),  # 7x7
+            nn.Flatten(), nn.Linear(2 * w * 7 * 7, 256, bias=not bn), *([nn.BatchNorm1d(256)] if bn else []),
+            nn.ReLU(inplace=True), nn.Dropout(2 * dropout),
         )
         self.num_features = 256
         self.reset_classifier(num_classes)

@@ -56,6 +56,7 @@ class SweepPlan:
     budget_minutes: float | None = None  # stop starting trials after this long (per process)
     jobs: int = 1  # worker processes on this machine
     threads: int | None = None  # PyTorch threads per worker (default: the cores shared among the jobs)
+    final_threads: int | None = None  # PyTorch threads for the final retraining (run_sweep: PyTorch's default)
     final: bool = True  # retrain the best settings on the whole training set and test once
     final_epochs: int | None = None  # epochs for that retraining (default: the trials' own)
     heartbeat: int = 10  # seconds between a running trial's heartbeats; silent for 3x this = dead
@@ -278,10 +279,12 @@ def run_sweep(model: str, dataset: str = "mnist", trials: int = 20, *, space: Se
     out = Path(out) if out else Path("sweeps") / study
     ensure_dir(out / "trials", "pass --out to a writable folder")
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    if threads is None and jobs > 1:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+    import torch
+
+    worker_threads = threads or (max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None)
     plan = SweepPlan(model, spec.name, trials, space, study, storage, out, val_split, seed, budget_minutes, jobs,
-                     threads, final, final_epochs, heartbeat, str(data_dir) if data_dir else None, dict(extra or {}))
+                     worker_threads, threads or torch.get_num_threads(), final, final_epochs, heartbeat, str(data_dir) if data_dir else None,
+                     dict(extra or {}))
     open_study(plan)  # a bad URL, an unreachable server or a reused name fails here, before any work
     load_dataset(spec, "train", data_dir=data_dir)  # fetched once, before the workers start
     say(f"study {study!r} in {safe_url(storage)}: {trials} trials of {model} on {spec.name}; trial runs in {out / 'trials'}")
@@ -333,6 +336,7 @@ def finish(plan: SweepPlan, why: str, say: Callable[[str], None]) -> dict:
     final_run = None
     if plan.final and not unfinished:
         settings = {**plan.space.settings(best.params), **plan.extra}
+        settings.pop("train_subset", None)  # trials may tune on a subset; the winner learns from every image
         if plan.final_epochs:
             settings["epochs"] = plan.final_epochs
         best_dir = plan.out / f"best-trial-{best.number:04d}"
@@ -348,7 +352,7 @@ def finish(plan: SweepPlan, why: str, say: Callable[[str], None]) -> dict:
                 shutil.rmtree(best_dir, ignore_errors=True)  # a retraining that died before its first epoch
                 say(f"retraining trial {best.number}'s settings on the whole training set -> {best_dir}")
                 final_run = train(plan.model, plan.dataset, out=best_dir, data_dir=plan.data_dir, seed=plan.seed,
-                                  threads=plan.threads, **settings)
+                                  threads=plan.final_threads, **settings)
         with contextlib.suppress(MnistlabError):
             from mnistlab.evaluate.report import build_report
 

@@ -119,3 +119,12 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.
                 & (xs < (x0 + ew).view(-1, 1, 1)) & chosen.view(-1, 1, 1))
         out = out.masked_fill(mask.unsqueeze(1).to(dev), 0.0)
     return out
+
+
+def augment_uint8(images, aug: Augment, seed: int = 0):
+    """Augmented copies of uint8 images (N, 28, 28), as uint8: for looking at what a setting does."""
+    import numpy as np
+
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32) / 255).unsqueeze(1)
+    out = augment_batch(x, aug, torch.Generator().manual_seed(seed))
+    return (out.squeeze(1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
