@@ -1,5 +1,6 @@
 """Safe file writing shared by the cache and run folders: temp file beside the target, fsync,
-rename; OSErrors become one-line StorageErrors that name the folder and what to do."""
+rename; OSErrors become one-line StorageErrors that name the folder and what to do. Also the one
+reader of the TOML files users write (configs, search spaces)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,17 @@ def atomic_write_bytes(path: Path, data: bytes, **kw) -> Path:
 
 def atomic_write_json(path: Path, obj, **kw) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode(), **kw)
+
+
+def read_toml(path: str | Path, what: str = "config") -> dict:
+    """A TOML file a user wrote, or a one-line MnistlabError naming it."""
+    import tomllib
+
+    from mnistlab.errors import MnistlabError
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except OSError as exc:
+        raise MnistlabError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MnistlabError(f"{what} {path} is not valid TOML: {exc}") from None

@@ -21,11 +21,11 @@ A space file is TOML:
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mnistlab.errors import InvalidArgument, MnistlabError, UnknownName
+from mnistlab.fileio import read_toml
 from mnistlab.training.augment import Augment
 from mnistlab.training.config import OPTIMIZERS
 from mnistlab.training.schedule import SCHEDULES
@@ -148,13 +148,7 @@ def parse_space(data: dict, where: str = "search space") -> SearchSpace:
 
 
 def load_space(path: str | Path) -> SearchSpace:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise MnistlabError(f"cannot read search space {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MnistlabError(f"search space {path} is not valid TOML: {exc}") from None
-    return parse_space(data, str(path))
+    return parse_space(read_toml(path, "search space"), str(path))
 
 
 def default_space(model: str) -> SearchSpace:

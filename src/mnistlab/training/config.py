@@ -3,11 +3,11 @@ explicit settings (in that order), and checked before any work starts."""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from mnistlab.errors import InvalidArgument, MnistlabError, UnknownName
+from mnistlab.errors import InvalidArgument, UnknownName
+from mnistlab.fileio import read_toml as read_toml_file
 from mnistlab.training.augment import parse_augment
 from mnistlab.training.schedule import SCHEDULES
 
@@ -69,12 +69,7 @@ class TrainConfig:
 
 
 def read_toml(path: str | Path) -> dict:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except OSError as exc:
-        raise MnistlabError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MnistlabError(f"config {path} is not valid TOML: {exc}") from None
+    data = read_toml_file(path, "config")
     return data.get("train", data)
 
 
