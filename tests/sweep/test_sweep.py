@@ -246,3 +246,21 @@ def test_sweep_report_and_final_run(real_home, tmp_path, capsys, monkeypatch):
     assert (tmp_path / "sw" / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (tmp_path / "sw" / "sweep.md").read_text()
     assert f"test accuracy {s['final']['test_accuracy']:.4f}" in md and "| trial | state | val accuracy |" in md
+
+
+def test_a_trial_run_is_evaluated_on_demand(real_home, tmp_path, monkeypatch, capsys):
+    from mnistlab.errors import RunError
+    from mnistlab.training import load_run
+
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    space = space_file(tmp_path, epochs=1, subset=2000)
+    assert cli(["sweep", "--model", "mlp", "--space", str(space), "--trials", "1", "--val-split", "1000", "--no-final",
+                "--out", str(tmp_path / "sw"), "--quiet"]) == 0
+    trial = load_run(tmp_path / "sw" / "trials" / "trial-0000")
+    assert trial.metrics["test_accuracy"] is None and trial.metrics["val_accuracy"] > 0.7
+    with pytest.raises(RunError, match="trained without looking at the test set"):
+        trial.test_probs()
+    capsys.readouterr()
+    assert cli(["evaluate", str(trial.path)]) == 0  # predicts the test set now, on request
+    assert json.loads((trial.path / "eval.json").read_text())["source"] == "predicted"
+    assert cli(["report", str(trial.path)]) == 0 and (trial.path / "report.html").exists()

@@ -41,7 +41,7 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
     ev = evaluate_run(run, data_dir=data_dir)
     spec = get_spec(run.config["dataset"])
     test = load_dataset(spec, "test", data_dir=data_dir)
-    probs = run.test_probs()
+    probs = run.test_probs() if (run.path / "test_probs.npy").exists() else run.predict_proba(test.images)
     classes = run.classes
     m = run.metrics
     history = run.history

@@ -47,16 +47,21 @@ def history_figure(rows: list[dict], title: str):
         xs.append(r["number"])
         ys.append(best)
     if xs:
-        ax.step(xs, ys, where="post", color="tab:orange", label="best so far")
-        values = [v for v in [r["value"] for r in done] + [r["last_reported"] for r in pruned]]
+        last = max(r["number"] for r in rows)
+        ax.step(xs + [last], ys + [ys[-1]], where="post", color="tab:orange", label="best so far")
+        values = [r["value"] for r in done] + [r["last_reported"] for r in pruned]
         lo = sorted(values)[len(values) // 5] if len(values) > 4 else min(values)  # keep the interesting top in view
-        ax.set_ylim(max(0.0, lo - 0.2 * (max(values) - lo + 1e-3)), min(1.0, max(values) + 0.1 * (max(values) - lo + 1e-3)))
+        bottom = max(0.0, lo - 0.2 * (max(values) - lo + 1e-3))
+        ax.set_ylim(bottom, min(1.0, max(values) + 0.1 * (max(values) - lo + 1e-3)))
+        below = sum(v < bottom for v in values)
+        if below:
+            ax.text(0.01, 0.02, f"{below} pruned trial(s) below the axis", transform=ax.transAxes, color="tab:gray", fontsize=9)
     ax.set(xlabel="trial", ylabel="validation accuracy", title=title)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     return fig
 
 

@@ -200,6 +200,9 @@ class Run:
 
     def test_probs(self) -> np.ndarray:
         p = self.path / "test_probs.npy"
+        if not p.exists() and self.config.get("evaluate_test") is False:
+            raise RunError(f"{self.path} was trained without looking at the test set (a sweep trial), so it has no "
+                           f"test_probs.npy; mnistlab evaluate {self.path} predicts the test set")
         try:
             return np.load(p, allow_pickle=False)
         except (OSError, ValueError) as exc:

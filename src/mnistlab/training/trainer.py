@@ -221,13 +221,18 @@ def _requested_device(settings: dict, resume) -> str:
         return "auto"
 
 
+def _config_of(cfg_dict: dict) -> TrainConfig:
+    """The TrainConfig inside a run's config.json (which also holds classes, input statistics, ...)."""
+    return TrainConfig(**{k: v for k, v in cfg_dict.items() if k in TrainConfig.__dataclass_fields__})
+
+
 def _train(d: dist.Dist, model, dataset, out, config_file, resume, progress, data_dir, on_epoch_end, settings):
     def prepare() -> tuple[dict, str, bool]:
         """Resolve and check the config, make the run folder: rank 0 only, shared with the rest."""
         if resume is not None:
             run_dir = Path(resume)
             cfg_dict = Run(run_dir).config
-            cfg = TrainConfig(**{k: v for k, v in cfg_dict.items() if k in TrainConfig.__dataclass_fields__}).validate()
+            cfg = _config_of(cfg_dict).validate()
             if (run_dir / "metrics.json").exists():
                 log.info("%s is already complete", run_dir)
                 return cfg_dict, str(run_dir), True
@@ -263,7 +268,7 @@ def _train(d: dist.Dist, model, dataset, out, config_file, resume, progress, dat
     run_dir = Path(run_dir)
     if complete:
         return Run(run_dir) if d.main else None
-    cfg = TrainConfig(**{k: v for k, v in cfg_dict.items() if k in TrainConfig.__dataclass_fields__})
+    cfg = _config_of(cfg_dict)
     spec = get_spec(cfg.dataset)
     train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress and d.main)
     test_ds = load_dataset(spec, "test", data_dir=data_dir) if cfg.evaluate_test else None
