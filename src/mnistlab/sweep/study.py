@@ -32,6 +32,7 @@ from mnistlab.sweep.space import SearchSpace, default_space, load_space
 log = logging.getLogger(__name__)
 
 RETRIES = 2  # how often the settings of a trial whose worker died are tried again
+SCHEMA_RACE_TRIES = 5  # opening a new database that another process is creating the tables of
 
 
 class SweepError(MnistlabError):
@@ -99,11 +100,23 @@ def open_storage(url: str, heartbeat: int = 10):
         kwargs["connect_args"] = {"connect_timeout": 10}
         # the driver mnistlab[postgres] installs (psycopg 3), whatever SQLAlchemy's default for the bare scheme
         url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
-    try:
+    def make():
         return optuna.storages.RDBStorage(
             url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=RETRIES, inherit_intermediate_values=True))
+
+    try:
+        for attempt in range(SCHEMA_RACE_TRIES):
+            try:
+                return make()
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                # Two processes that open a new database at once both create Optuna's tables; on
+                # PostgreSQL the slower one fails ("duplicate key ... pg_type", "already exists").
+                # The tables are there now: open again.
+                if attempt + 1 == SCHEMA_RACE_TRIES or not _schema_race(exc):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except ImportError as exc:
         missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "its database driver"
         extra = " (pip install 'mnistlab[postgres]')" if "postgres" in url else ""
@@ -112,6 +125,12 @@ def open_storage(url: str, heartbeat: int = 10):
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise SweepError(f"cannot open study storage {safe_url(given)}: {reason}; check the URL and that the "
                          "database server is running and reachable") from None
+
+
+def _schema_race(exc: Exception) -> bool:
+    """Whether a failure to open a storage is another process creating the same tables right now."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "already exists" in text or ("duplicate key" in text and "pg_" in text)
 
 
 def _identity(plan: SweepPlan) -> dict:
