@@ -17,7 +17,7 @@ import pytest
 from mnistlab.cli import run as cli
 from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.sweep import default_space, parse_space
-from mnistlab.sweep.study import SweepPlan, open_study, work
+from mnistlab.sweep.study import SweepPlan, open_storage, open_study, work
 
 pytestmark = pytest.mark.realdata
 
@@ -138,9 +138,7 @@ def test_processes_opening_a_new_postgresql_database_at_once(postgres_url):
                  for _ in range(4)]
         for p in procs:
             assert p.wait(timeout=120) == 0, p.stderr.read()[-2000:]
-        import optuna
-
-        assert optuna.storages.RDBStorage(url.replace("postgresql://", "postgresql+psycopg://")).get_all_studies() == []
+        assert open_storage(url).get_all_studies() == []  # the tables are there, whole
 
 
 def test_a_worker_killed_mid_trial(real_home, tmp_path):

@@ -22,7 +22,12 @@ def eval_path(run: Run, dataset: str, split: str) -> Path:
 def evaluate_run(run: Run | str | Path, dataset: str | None = None, split: str = "test", *, data_dir=None,
                  write: bool = True) -> dict:
     """Accuracy, errors, per-class metrics, confusion matrix, top-k, ECE and the most confident mistakes."""
-    run = run if isinstance(run, Run) else Run(run)
+    return evaluate_with_probs(run if isinstance(run, Run) else Run(run), dataset, split, data_dir=data_dir, write=write)[0]
+
+
+def evaluate_with_probs(run: Run, dataset: str | None = None, split: str = "test", *, data_dir=None, write: bool = True):
+    """evaluate_run's result, the split it was computed on and the class probabilities (stored or predicted), for
+    callers that draw from them too (the report), so the split is not predicted twice."""
     spec = get_spec(dataset or run.config["dataset"])
     if split not in spec.splits:
         raise UnknownName(f"split of {spec.name}", split, spec.splits)
@@ -39,4 +44,4 @@ def evaluate_run(run: Run | str | Path, dataset: str | None = None, split: str =
               "source": "test_probs.npy" if own_test else "predicted", **summarize(probs, np.asarray(ds.labels), list(spec.classes))}
     if write:
         atomic_write_json(eval_path(run, spec.name, split), result, hint="the run folder must be writable", error=RunError)
-    return result
+    return result, ds, probs

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.data import get_spec, load_dataset
+from mnistlab.data import get_spec
 from mnistlab.errors import RunError
 from mnistlab.evaluate import plots
-from mnistlab.evaluate.evaluate import evaluate_run
+from mnistlab.evaluate.evaluate import evaluate_with_probs
 from mnistlab.fileio import atomic_write_bytes
 from mnistlab.training.run import Run
 
@@ -38,10 +38,8 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
     if not run.complete:
         raise RunError(f"{run.path} did not finish (no metrics.json): resume it with mnistlab train --resume {run.path}")
     out = Path(out_dir) if out_dir else run.path
-    ev = evaluate_run(run, data_dir=data_dir)
+    ev, test, probs = evaluate_with_probs(run, data_dir=data_dir)
     spec = get_spec(run.config["dataset"])
-    test = load_dataset(spec, "test", data_dir=data_dir)
-    probs = run.test_probs() if (run.path / "test_probs.npy").exists() else run.predict_proba(test.images)
     classes = run.classes
     m = run.metrics
     history = run.history
