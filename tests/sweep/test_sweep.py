@@ -18,6 +18,7 @@ from mnistlab.cli import run as cli
 from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.sweep import default_space, parse_space
 from mnistlab.sweep.study import SweepPlan, open_storage, open_study, work
+from tests.together import run_together
 
 pytestmark = pytest.mark.realdata
 
@@ -116,29 +117,40 @@ def test_two_processes_share_a_postgresql_study(real_home, tmp_path, postgres_ur
     assert len(load(postgres_url, "pg").get_trials()) == len(study.get_trials())
 
 
-OPEN_AT = """
-import sys, time
-from mnistlab.sweep.study import open_storage
-import optuna.storages  # imported before the start line, so the processes really open at once
-time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
-open_storage(sys.argv[1])
+OPEN_STUDY = """
+import sys
+from pathlib import Path
+from mnistlab.sweep import default_space
+from mnistlab.sweep.study import SweepPlan, open_study
+plan = SweepPlan("mlp", "mnist", 4, default_space("mlp"), "race", sys.argv[1], Path(sys.argv[2]))
+print(open_study(plan).study_name)
 """
 
 
-def test_processes_opening_a_new_postgresql_database_at_once(postgres_url):
-    # Each creates Optuna's tables; without a retry the slower ones fail ("duplicate key ... pg_type")
+def fresh_storage(kind: str, tmp_path: Path, postgres_url: str, name: str) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / name / 'study.db'}"
     import psycopg
 
-    for db in ("race1", "race2"):
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {db}")
-        url = postgres_url.rsplit("/", 1)[0] + "/" + db
-        at = str(time.time() + 4)
-        procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, at], stderr=subprocess.PIPE, text=True)
-                 for _ in range(4)]
-        for p in procs:
-            assert p.wait(timeout=120) == 0, p.stderr.read()[-2000:]
-        assert open_storage(url).get_all_studies() == []  # the tables are there, whole
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_eight_processes_opening_a_new_study_at_once(kind, tmp_path, request):
+    # Each process would create Optuna's tables and the study; without the schema lock the slower
+    # ones fail ("UNIQUE constraint failed: alembic_version", "duplicate key ... pg_type").
+    postgres_url = request.getfixturevalue("postgres_url") if kind == "postgresql" else ""
+    for round_ in range(3):
+        name = f"race_{kind}_{round_}"
+        url = fresh_storage(kind, tmp_path, postgres_url, name)
+        (tmp_path / name).mkdir(exist_ok=True)
+        results = run_together([["-c", OPEN_STUDY, url, str(tmp_path / name)]] * 8, tmp_path)
+        assert [r.returncode for r in results] == [0] * 8, [r.stderr[-1500:] for r in results if r.returncode]
+        assert all(r.stdout.strip() == "race" for r in results)
+        studies = open_storage(url).get_all_studies()
+        assert [s.study_name for s in studies] == ["race"] and "mnistlab" in studies[0].user_attrs
 
 
 def test_a_worker_killed_mid_trial(real_home, tmp_path):

@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from mnistlab.sweep.space import SearchSpace, default_space, load_space
 log = logging.getLogger(__name__)
 
 RETRIES = 2  # how often the settings of a trial whose worker died are tried again
-SCHEMA_RACE_TRIES = 5  # opening a new database that another process is creating the tables of
+SCHEMA_RACE_TRIES = 5  # opening a new database on a backend mnistlab has no lock for (see _schema_lock)
 
 
 class SweepError(MnistlabError):
@@ -88,7 +89,12 @@ def _quiet_optuna():
 
 
 def open_storage(url: str, heartbeat: int = 10):
-    """An Optuna RDB storage (SQLite, PostgreSQL, MySQL...) with heartbeats and retry of dead trials."""
+    """An Optuna RDB storage (SQLite, PostgreSQL, MySQL...) with heartbeats and retry of dead trials.
+
+    Opening a storage creates Optuna's tables when they are missing; two processes that do that at
+    once both create them and the slower one fails. So opening is serialised per database
+    (`_schema_lock`): any number of processes, on any number of machines, may open a new storage
+    together."""
     import sqlalchemy.exc
 
     optuna = _quiet_optuna()
@@ -100,6 +106,7 @@ def open_storage(url: str, heartbeat: int = 10):
         kwargs["connect_args"] = {"connect_timeout": 10}
         # the driver mnistlab[postgres] installs (psycopg 3), whatever SQLAlchemy's default for the bare scheme
         url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+
     def make():
         return optuna.storages.RDBStorage(
             url, engine_kwargs=kwargs, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
@@ -107,30 +114,90 @@ def open_storage(url: str, heartbeat: int = 10):
                 max_retry=RETRIES, inherit_intermediate_values=True))
 
     try:
-        for attempt in range(SCHEMA_RACE_TRIES):
-            try:
-                return make()
-            except sqlalchemy.exc.SQLAlchemyError as exc:
-                # Two processes that open a new database at once both create Optuna's tables; on
-                # PostgreSQL the slower one fails ("duplicate key ... pg_type", "already exists").
-                # The tables are there now: open again.
-                if attempt + 1 == SCHEMA_RACE_TRIES or not _schema_race(exc):
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        with _schema_lock(url, kwargs):
+            for attempt in range(SCHEMA_RACE_TRIES):
+                try:
+                    return make()
+                except sqlalchemy.exc.IntegrityError:
+                    # only a backend without a lock of its own (see _schema_lock) gets here: the
+                    # other process's tables are there now, so open again
+                    if attempt + 1 == SCHEMA_RACE_TRIES:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
     except ImportError as exc:
         missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "its database driver"
         extra = " (pip install 'mnistlab[postgres]')" if "postgres" in url else ""
         raise SweepError(f"study storage {safe_url(given)} needs the Python package {missing!r}{extra}") from None
-    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ValueError) as exc:
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError, ValueError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise SweepError(f"cannot open study storage {safe_url(given)}: {reason}; check the URL and that the "
                          "database server is running and reachable") from None
 
 
-def _schema_race(exc: Exception) -> bool:
-    """Whether a failure to open a storage is another process creating the same tables right now."""
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    return "already exists" in text or ("duplicate key" in text and "pg_" in text)
+# One number for "mnistlab is creating Optuna's tables" in PostgreSQL's advisory-lock space
+SCHEMA_LOCK_KEY = zlib.crc32(b"mnistlab: optuna schema creation")
+SCHEMA_LOCK_SECONDS = 600
+# backend -> (take the lock, give it back, their parameters): session-level locks, held until given back
+# or until the connection closes (so a process that dies holding one frees it)
+_DATABASE_LOCKS = {
+    "postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)", {"key": SCHEMA_LOCK_KEY}),
+    "mysql": ("SELECT GET_LOCK(:name, :seconds)", "SELECT RELEASE_LOCK(:name)",
+              {"name": f"mnistlab-{SCHEMA_LOCK_KEY}", "seconds": SCHEMA_LOCK_SECONDS}),
+}
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str, engine_kwargs: dict):
+    """Hold, while a storage is opened, a lock that every process opening the same database takes:
+    a file lock beside an SQLite file, an advisory lock on PostgreSQL, a named lock on MySQL. Other
+    backends go unlocked (open_storage retries their integrity errors instead)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+        with _file_lock(Path(parsed.database).expanduser()):
+            yield
+    elif backend in _DATABASE_LOCKS:
+        with _database_lock(url, engine_kwargs, *_DATABASE_LOCKS[backend]):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def _file_lock(database: Path):
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(f"{database}.lock", timeout=SCHEMA_LOCK_SECONDS)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SweepError(f"{database} has been locked by another process for {SCHEMA_LOCK_SECONDS} s; "
+                         f"if no sweep is running, delete {database}.lock") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _database_lock(url: str, engine_kwargs: dict, take: str, give: str, params: dict):
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, connect_args=engine_kwargs.get("connect_args", {}), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(take), params)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text(give), params)
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 def _identity(plan: SweepPlan) -> dict:
