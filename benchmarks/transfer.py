@@ -33,7 +33,7 @@ def main() -> None:
                     accs.append(run.metrics["test_accuracy"])
                 frozen = "frozen" if kw.get("freeze") == "backbone" else "trained"
                 print(f"| {target} ({args.per_class}/class = {n}) | {label} | {frozen} | {sum(accs) / len(accs):.2%} |", flush=True)
-        print(f"<!-- sources: " + ", ".join(f"{d} {r.metrics['test_accuracy']:.4f}" for d, r in sources.items()) + " -->")
+        print("<!-- sources: " + ", ".join(f"{d} {r.metrics['test_accuracy']:.4f}" for d, r in sources.items()) + " -->")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ __all__ = ["Dataset", "MnistlabError", "create_model", "get_spec", "list_dataset
            "load_dataset", "load_run", "train"]
 
 # Importing PyTorch takes about a second; the data layer does not need it, so these load on first use.
-_LAZY = {"train": "mnistlab.training", "load_run": "mnistlab.training", "create_model": "mnistlab.models",
+_LAZY = {"train": "mnistlab.training", "load_run": "mnistlab.run", "create_model": "mnistlab.models",
          "list_models": "mnistlab.models"}
 
 

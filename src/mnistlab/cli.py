@@ -366,7 +366,7 @@ def predict_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A train
 
 @app.command("export")
 def export_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A trained neural run."),
-               fmt: str = typer.Option("onnx", "--format", help="onnx or torchscript."),
+               fmt: str = typer.Option("onnx", "--format", help="onnx, pt2 (torch.export) or torchscript (deprecated by PyTorch)."),
                out_path: Optional[Path] = typer.Option(None, "--out", help="File to write (default: in the run folder)."),
                data_dir: Optional[Path] = DataDir):
     """Export a trained net; checks that the file gives the same probabilities as PyTorch."""
@@ -377,6 +377,8 @@ def export_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A traine
     if data_dir:
         os.environ["MNISTLAB_HOME"] = str(data_dir)
     res = export_run(run_dir, fmt, out_path)
+    if "note" in res:
+        err.print(f"note: {res['note']}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"wrote {res['path']} ({res['bytes']:,} bytes); max |difference| from PyTorch on 256 test images: "
               f"{res['max_abs_difference']:.2e}")
 

@@ -66,6 +66,12 @@ class RunError(MnistlabError):
     """A run folder that is missing, incomplete, damaged, or from an incompatible model."""
 
 
+class RunBusy(RunError):
+    """A run folder that another process is training right now."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
 class TrainingInterrupted(MnistlabError):
     """Ctrl-C during training: the run folder holds the last completed epoch and can be resumed."""
 

@@ -4,7 +4,6 @@ import dataclasses
 import errno
 import gzip
 import hashlib
-import multiprocessing
 import zipfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mnistlab.data.idx import write_idx
 from mnistlab.errors import (CacheError, ChecksumError, DatasetNotFound, IdxFormatError, SourceError,
                              UnsafeArchiveError)
 from tests.conftest import make_tiny, md5
+from tests.together import run_together
 
 
 def leftovers(home: Path) -> list[str]:
@@ -348,21 +348,31 @@ def test_interrupted_download_leaves_no_part_file(tmp_path, mirror, home, monkey
     assert DatasetCache(home, spec.name).meta() is None
 
 
-def _fetch_in_process(spec_and_home):
-    spec, home = spec_and_home
-    return fetch(spec, data_dir=home)["stored_at"]
+FETCH = """
+import pickle, sys
+from mnistlab.data import fetch
+spec = pickle.loads(open(sys.argv[1], "rb").read())
+print(fetch(spec, data_dir=sys.argv[2])["stored_at"])
+"""
 
 
-def test_two_processes_fetching_at_once(tmp_path, mirror, home):
+def test_processes_fetching_one_dataset_at_once(tmp_path, mirror):
+    import pickle
+
     tiny = make_tiny(tmp_path / "files", catalog.MNIST)
     mirror.serve(tiny)
-    mirror.delay = 0.2  # both processes are in flight at once
+    mirror.delay = 0.2  # every process is in flight at once
     spec = dataclasses.replace(tiny.spec, mirrors=(mirror.url,))
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
-        stamps = pool.map(_fetch_in_process, [(spec, home), (spec, home)])
-    assert stamps[0] == stamps[1], "the second process found the first one's result instead of fetching again"
-    assert all(n == 1 for n in mirror.hits.values()) and len(mirror.hits) == 4
-    assert verify(spec, data_dir=home) == []
+    (tmp_path / "spec.pickle").write_bytes(pickle.dumps(spec))
+    for round_ in range(3):
+        home = tmp_path / f"home{round_}"
+        mirror.hits.clear()
+        results = run_together([["-c", FETCH, str(tmp_path / "spec.pickle"), str(home)]] * 4, tmp_path)
+        assert [r.returncode for r in results] == [0] * 4, [r.stderr[-1500:] for r in results if r.returncode]
+        stamps = {r.stdout.strip() for r in results}
+        assert len(stamps) == 1, "the later processes found the first one's result instead of fetching again"
+        assert all(n == 1 for n in mirror.hits.values()) and len(mirror.hits) == 4
+        assert verify(spec, data_dir=home) == [] and leftovers(home) == []
 
 
 def test_content_hashes_are_recorded_in_meta(tmp_path, home):

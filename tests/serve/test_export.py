@@ -13,7 +13,12 @@ def test_onnx_round_trip(mnist_run, real_home, tmp_path, monkeypatch):
     import onnxruntime as ort
 
     monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
-    res = export_run(mnist_run, "onnx", tmp_path / "m.onnx")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        warnings.filterwarnings("ignore", module=r"torch\.utils\._pytree")  # inside PyTorch's own exporter
+        res = export_run(mnist_run, "onnx", tmp_path / "m.onnx")
     assert res["max_abs_difference"] <= 1e-4
     # and used without mnistlab, as the README shows, on another batch size
     x = np.asarray(mnistlab.load_dataset("mnist", "test", data_dir=real_home).images[1000:1007], np.float32)[:, None] / 255
@@ -21,14 +26,37 @@ def test_onnx_round_trip(mnist_run, real_home, tmp_path, monkeypatch):
     assert probs.shape == (7, 10) and np.abs(probs - mnist_run.predict_proba(x[:, 0])).max() <= 1e-4
 
 
-def test_torchscript_round_trip(mnist_run, real_home, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
-    assert cli(["export", str(mnist_run.path), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
-    assert "max |difference|" in capsys.readouterr().out
+def test_pt2_round_trip(mnist_run, real_home, tmp_path, monkeypatch, capsys):
     import torch
 
-    m = torch.jit.load(str(tmp_path / "m.pt"))
-    assert m(torch.rand(3, 1, 28, 28)).sum(1).allclose(torch.ones(3))
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    assert cli(["export", str(mnist_run.path), "--format", "pt2", "--out", str(tmp_path / "m.pt2")]) == 0
+    captured = capsys.readouterr()
+    assert "max |difference|" in captured.out and captured.err == ""
+    # used without mnistlab, as the README shows, on another batch size
+    module = torch.export.load(str(tmp_path / "m.pt2")).module()
+    x = np.asarray(mnistlab.load_dataset("mnist", "test", data_dir=real_home).images[:5], np.float32)[:, None] / 255
+    probs = module(torch.from_numpy(x)).detach().numpy()
+    assert probs.shape == (5, 10) and np.abs(probs - mnist_run.predict_proba(x[:, 0])).max() <= 1e-5
+
+
+def test_torchscript_still_written_with_a_deprecation_note(mnist_run, real_home, tmp_path, monkeypatch, capsys):
+    import warnings
+
+    import torch
+
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # mnistlab's own calls raise no warning: it says so in its own line
+        assert cli(["export", str(mnist_run.path), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
+    captured = capsys.readouterr()
+    assert "max |difference|" in captured.out
+    assert captured.err.strip() == "note: TorchScript is deprecated in PyTorch; this file still loads with torch.jit.load, " \
+                                   "but prefer --format pt2 (torch.export.load) or onnx for new work"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the user's own call to a deprecated API
+        m = torch.jit.load(str(tmp_path / "m.pt"))
+        assert m(torch.rand(3, 1, 28, 28)).sum(1).allclose(torch.ones(3))
 
 
 def test_bad_exports(mnist_run, real_home, tmp_path):

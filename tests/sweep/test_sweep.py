@@ -88,8 +88,11 @@ def check_shared(study, trials: int, runs_root: list[Path]):
 
 def test_two_processes_share_the_sqlite_default(real_home, tmp_path):
     space = space_file(tmp_path)
-    procs = [start(sweep_cmd(space, "--trials", "8", "--out", "sw"), real_home, tmp_path) for _ in range(2)]
-    outs = [finish(p) for p in procs]
+    # released at one instant: both create the new study.db's tables and the study at once
+    results = run_together([sweep_cmd(space, "--trials", "8", "--out", "sw")[1:]] * 2, tmp_path,
+                           env={"MNISTLAB_HOME": str(real_home)}, cwd=tmp_path, timeout=400)
+    assert [r.returncode for r in results] == [0, 0], [r.stderr[-3000:] for r in results]
+    outs = [(r.stdout, r.stderr) for r in results]
     study = load(f"sqlite:///{tmp_path / 'sw' / 'study.db'}", "mlp-mnist")
     check_shared(study, 8, [tmp_path / "sw"])
     assert len({t.user_attrs["pid"] for t in counted(study)}) == 2  # both processes took trials

@@ -20,6 +20,7 @@ from mnistlab.errors import InvalidArgument, RunError, StorageError, TrainingInt
 from mnistlab.models import list_models
 from mnistlab.training import load_run, train
 from tests.conftest import make_tiny
+from tests.together import run_together
 
 pytestmark = pytest.mark.realdata
 
@@ -140,6 +141,55 @@ def test_kill_9_then_resume(real_home, tmp_path):
     assert _strip(load_run(out).history) == _strip(whole.history)
 
 
+def _cut_after_first_epoch(real_home, out, **kw):
+    def stop(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train("mlp", "mnist", out=out, data_dir=real_home, on_epoch_end=stop, **kw)
+
+
+def test_a_run_being_trained_is_busy_for_a_second_process(real_home, tmp_path, capsys):
+    from mnistlab.errors import RunBusy
+    from mnistlab.run import run_lock
+
+    out = tmp_path / "cut"
+    _cut_after_first_epoch(real_home, out, epochs=2, train_subset=1000)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with run_lock(out):  # as if another process were training it now
+        with pytest.raises(RunBusy, match=f"{out} is busy: another mnistlab process is training it"):
+            train(resume=out, data_dir=real_home)
+        capsys.readouterr()
+        assert cli(["train", "--resume", str(out)]) == RunBusy.exit_code
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and f"mnistlab train --resume {out}" in err
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing touched
+        with pytest.raises(RunError, match="already exists and is not an empty folder"):
+            train("mlp", "mnist", out=out, data_dir=real_home)
+    assert train(resume=out, data_dir=real_home).complete  # the lock is free again
+
+
+def test_two_resumes_of_one_run_at_once(real_home, tmp_path):
+    # One process wins and finishes the run; the other says the run is busy (or, if it only looked
+    # once the winner had finished, that it is complete); the folder ends whole, each epoch once.
+    whole = quick(real_home, tmp_path, name="whole", epochs=3, train_subset=4000)
+    for round_ in range(3):
+        out = tmp_path / f"cut{round_}"
+        _cut_after_first_epoch(real_home, out, epochs=3, train_subset=4000)
+        results = run_together([["-m", "mnistlab", "train", "--resume", str(out), "--quiet"]] * 2, tmp_path,
+                               env={"MNISTLAB_HOME": str(real_home)})
+        codes = sorted(r.returncode for r in results)
+        assert codes in ([0, 0], [0, 75]), [(r.returncode, r.stderr[-800:]) for r in results]
+        assert sum(r.stdout.startswith("test accuracy: ") for r in results) >= 1
+        for r in results:
+            if r.returncode == 75:
+                assert r.stderr.strip() == (f"error: {out} is busy: another mnistlab process is training it right now; wait "
+                                            f"for it to end (or stop it), then mnistlab train --resume {out}")
+        assert _strip(load_run(out).history) == _strip(whole.history)
+        assert not list(out.glob("*.part")) and not list(out.glob(".*.part"))
+
+
 def test_transfer_to_other_class_count_and_freeze(real_home, tmp_path, register):
     source = quick(real_home, tmp_path, "cnn", name="source", epochs=1)
     tiny = make_tiny(tmp_path / "letters", catalog.get_spec("emnist-letters"), n_train=60, n_test=26)
@@ -247,7 +297,7 @@ def test_unwritable_run_folder(real_home, tmp_path):
 def test_full_disk_while_saving_keeps_the_last_checkpoint(real_home, tmp_path, monkeypatch):
     import errno
 
-    from mnistlab.training import run as run_mod
+    from mnistlab import run as run_mod
 
     real_save, calls = run_mod.save_torch, []
 

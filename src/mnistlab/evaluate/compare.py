@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mnistlab.evaluate import plots
 from mnistlab.fileio import atomic_write_bytes
-from mnistlab.training.run import Run
+from mnistlab.run import Run
 
 COLUMNS = ("run", "model", "dataset", "epochs", "test_accuracy", "test_loss", "train_seconds", "params", "test_images_per_second")
 

@@ -11,7 +11,7 @@ from mnistlab.data import get_spec, load_dataset
 from mnistlab.errors import RunError, UnknownName
 from mnistlab.evaluate.metrics import summarize
 from mnistlab.fileio import atomic_write_json
-from mnistlab.training.run import Run
+from mnistlab.run import Run
 
 
 def eval_path(run: Run, dataset: str, split: str) -> Path:

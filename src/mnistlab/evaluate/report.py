@@ -15,7 +15,7 @@ from mnistlab.errors import RunError
 from mnistlab.evaluate import plots
 from mnistlab.evaluate.evaluate import evaluate_with_probs
 from mnistlab.fileio import atomic_write_bytes
-from mnistlab.training.run import Run
+from mnistlab.run import Run
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:.2em}.sub{color:#666;margin-top:0}table{border-collapse:collapse;margin:.5em 0 1.5em}

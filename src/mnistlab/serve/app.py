@@ -24,7 +24,7 @@ from fastapi import Request
 
 from mnistlab.errors import MnistlabError
 from mnistlab.serve.preprocess import ImageError, NoDigitFound, to_mnist
-from mnistlab.training.run import Run
+from mnistlab.run import Run
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from mnistlab.errors import MnistlabError
 from mnistlab.serve.preprocess import save_steps, to_mnist
-from mnistlab.training.run import Run
+from mnistlab.run import Run
 
 
 def predict_images(run: Run | str | Path, images: list[str | Path | bytes], *, top: int = 3, deskew: bool = False,

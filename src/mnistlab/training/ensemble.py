@@ -8,7 +8,7 @@ import numpy as np
 
 from mnistlab.data import get_spec, load_dataset
 from mnistlab.errors import RunError
-from mnistlab.training.run import Run, new_run_dir, write_json
+from mnistlab.run import Run, new_run_dir, write_json
 from mnistlab.fileio import atomic_write
 
 

@@ -7,6 +7,7 @@ resumed from its last checkpoint ends, on CPU, with exactly the metrics of an un
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -25,7 +26,8 @@ from mnistlab.models import count_macs, count_params, create_model, get_model_in
 from mnistlab.training import distributed as dist
 from mnistlab.training.augment import augment_batch, parse_augment
 from mnistlab.training.config import TrainConfig, resolve_config
-from mnistlab.training.run import (Run, append_jsonl, load_checkpoint, new_run_dir, save_torch, write_json)
+from mnistlab.run import (Run, append_jsonl, build_net, classical_proba, load_checkpoint, new_run_dir, run_lock,
+                          save_torch, write_json)
 from mnistlab.training.schedule import lr_at
 
 log = logging.getLogger(__name__)
@@ -90,32 +92,6 @@ def pick_device(name: str):
 
 
 # --------------------------------------------------------------------------------------- models
-
-def build_net(config: dict):
-    """The untrained net a run config describes (same factory settings as when it was trained)."""
-    kwargs = dict(config.get("model_args") or {})
-    if config.get("dropout") is not None:
-        kwargs["dropout"] = config["dropout"]
-    kwargs.setdefault("mean", config.get("input_mean", 0.1307))
-    kwargs.setdefault("std", config.get("input_std", 0.3081))
-    return create_model(config["model"], num_classes=len(config["classes"]), **kwargs)
-
-
-def classical_proba(est, x: np.ndarray) -> np.ndarray:
-    """Probabilities from a scikit-learn classifier; for SVMs without them, a softmax of the
-    decision function (monotone in it, so the argmax is the SVM's own choice, but not calibrated)."""
-    if hasattr(est, "predict_proba"):
-        try:
-            return est.predict_proba(x).astype(np.float32)
-        except AttributeError:  # SVC(probability=False) has the method but refuses
-            pass
-    d = np.asarray(est.decision_function(x), dtype=np.float64)
-    if d.ndim == 1:
-        d = np.stack([-d, d], 1)
-    d -= d.max(1, keepdims=True)
-    e = np.exp(d)
-    return (e / e.sum(1, keepdims=True)).astype(np.float32)
-
 
 def _init_from(net, source: str | Path, cfg: TrainConfig, num_classes: int):
     """Transfer learning: load another run's weights; a new head when the class count differs."""
@@ -227,11 +203,18 @@ def _config_of(cfg_dict: dict) -> TrainConfig:
 
 
 def _train(d: dist.Dist, model, dataset, out, config_file, resume, progress, data_dir, on_epoch_end, settings):
+    with contextlib.ExitStack() as held:  # rank 0 holds the run folder's lock until training ends
+        return _train_locked(held, d, model, dataset, out, config_file, resume, progress, data_dir, on_epoch_end, settings)
+
+
+def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out, config_file, resume, progress, data_dir,
+                  on_epoch_end, settings):
     def prepare() -> tuple[dict, str, bool]:
-        """Resolve and check the config, make the run folder: rank 0 only, shared with the rest."""
+        """Resolve and check the config, make and lock the run folder: rank 0 only, shared with the rest."""
         if resume is not None:
             run_dir = Path(resume)
             cfg_dict = Run(run_dir).config
+            held.enter_context(run_lock(run_dir))  # before its checkpoint or metrics are looked at
             cfg = _config_of(cfg_dict).validate()
             if (run_dir / "metrics.json").exists():
                 log.info("%s is already complete", run_dir)
@@ -255,6 +238,7 @@ def _train(d: dist.Dist, model, dataset, out, config_file, resume, progress, dat
         train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress)
         train_idx, _ = split_indices(train_ds.labels, cfg, spec.num_classes)
         run_dir = new_run_dir(out, cfg.model, spec.name)
+        held.enter_context(run_lock(run_dir, new=True))
         mean, std = pixel_stats(_take(train_ds.images, train_idx))
         meta = DatasetCache(data_home(data_dir), spec.name).meta() or {}
         cfg_dict = {**cfg.to_dict(), "classes": list(spec.classes), "input_mean": mean, "input_std": std,

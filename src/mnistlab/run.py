@@ -1,4 +1,6 @@
-"""A run folder and the `Run` object that reads it back.
+"""A run folder: the `Run` object that reads it back, its writers, its lock, and the net its config
+describes. Training writes run folders; evaluation, serving, ensembles and sweeps read them; this
+module uses none of those.
 
     runs/<date>-<model>-<dataset>/
       config.json        the resolved TrainConfig (plus dataset classes and input mean/std)
@@ -7,19 +9,23 @@
       model.safetensors  the net's weights (model.skops for scikit-learn models)
       checkpoint.pt      model + optimizer + epoch + history: what --resume needs
       test_probs.npy     float32 (N_test, classes): used by evaluation, reports and ensembles
+      .lock              held by the process training the run, so a second one cannot train it at once
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import time
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from mnistlab.errors import MnistlabError, RunError
-from mnistlab.fileio import atomic_write, atomic_write_json, ensure_dir
+from mnistlab.errors import MnistlabError, RunBusy, RunError
+from mnistlab.fileio import atomic_write, atomic_write_json, ensure_dir, storage_error
 
 RUNS_DIR = Path("runs")
 RUN_HINT = "pass --out to a writable folder"
@@ -28,18 +34,49 @@ SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 
 def new_run_dir(out: str | Path | None, model: str, dataset: str) -> Path:
-    """The folder for a new run: `out` if given (must be empty or absent), else runs/<date>-<model>-<dataset>."""
+    """The folder for a new run: `out` if given (must be empty or absent), else runs/<date>-<model>-<dataset>
+    (made here, with a suffix -2, -3... when another run took the name in the same second)."""
     if out is not None:
         path = Path(out)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise RunError(f"{path} already exists and is not an empty folder; choose another --out or use --resume {path}")
-    else:
-        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{dataset}"
-        path, n = RUNS_DIR / stem, 2
-        while path.exists():
-            path, n = RUNS_DIR / f"{stem}-{n}", n + 1
-    ensure_dir(path, RUN_HINT, RunError)
-    return path
+        return ensure_dir(path, RUN_HINT, RunError)
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{dataset}"
+    ensure_dir(RUNS_DIR, RUN_HINT, RunError)
+    for n in itertools.count(1):
+        path = RUNS_DIR / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise storage_error(exc, RUNS_DIR, RUN_HINT, RunError) from None
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, new: bool = False) -> Iterator[None]:
+    """Hold the run folder's lock while training it: a second process that tries to train (or resume)
+    the same run fails at once, before reading or writing anything. The operating system frees the
+    lock when its process dies, so a run killed with kill -9 can be resumed. `new`: the folder must
+    still be empty once locked (another process may have started a run in it in the meantime)."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunBusy(f"{run_dir} is busy: another mnistlab process is training it right now; wait for it to end "
+                      f"(or stop it), then mnistlab train --resume {run_dir}") from None
+    except OSError as exc:
+        raise storage_error(exc, run_dir, RUN_HINT, RunError) from None
+    try:
+        if new and any(p.name != ".lock" for p in run_dir.iterdir()):
+            raise RunError(f"{run_dir} was just taken by another run; choose another --out")
+        yield
+    finally:
+        lock.release()
 
 
 def write_json(path: Path, obj) -> None:
@@ -71,6 +108,34 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(ckpt, dict) or not {"model", "epoch", "history"} <= set(ckpt):
         raise RunError(f"{path} is not a mnistlab checkpoint (missing model/epoch/history)")
     return ckpt
+
+
+def build_net(config: dict):
+    """The untrained net a run config describes (same factory settings as when it was trained)."""
+    from mnistlab.models import create_model
+
+    kwargs = dict(config.get("model_args") or {})
+    if config.get("dropout") is not None:
+        kwargs["dropout"] = config["dropout"]
+    kwargs.setdefault("mean", config.get("input_mean", 0.1307))
+    kwargs.setdefault("std", config.get("input_std", 0.3081))
+    return create_model(config["model"], num_classes=len(config["classes"]), **kwargs)
+
+
+def classical_proba(est, x: np.ndarray) -> np.ndarray:
+    """Probabilities from a scikit-learn classifier; for SVMs without them, a softmax of the
+    decision function (monotone in it, so the argmax is the SVM's own choice, but not calibrated)."""
+    if hasattr(est, "predict_proba"):
+        try:
+            return est.predict_proba(x).astype(np.float32)
+        except AttributeError:  # SVC(probability=False) has the method but refuses
+            pass
+    d = np.asarray(est.decision_function(x), dtype=np.float64)
+    if d.ndim == 1:
+        d = np.stack([-d, d], 1)
+    d -= d.max(1, keepdims=True)
+    e = np.exp(d)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
 def _read_json(path: Path, what: str):
@@ -138,8 +203,6 @@ class Run:
     def _load_net(self):
         import torch
 
-        from mnistlab.training.trainer import build_net
-
         net = build_net(self.config)
         weights = self.path / "model.safetensors"
         if weights.exists():
@@ -182,8 +245,6 @@ class Run:
         if self.family == "ensemble":
             return np.mean([m.predict_proba(x, batch_size) for m in self.model], axis=0).astype(np.float32)
         if self.family == "classical":
-            from mnistlab.training.trainer import classical_proba
-
             return classical_proba(self.model, x.reshape(len(x), -1))
         import torch
 
