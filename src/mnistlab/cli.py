@@ -218,6 +218,9 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    precision: Optional[str] = typer.Option(None, help="auto, fp32 or bf16 (auto: bf16 where the CPU or GPU computes it natively)."),
+    step: Optional[str] = typer.Option(None, help="auto, eager or cuda-graph (auto: a CUDA graph on CUDA)."),
+    plain: bool = typer.Option(False, "--plain", help="Plain PyTorch for debugging: eager step, fp32 (= --step eager --precision fp32)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this run's weights (transfer)."),
     freeze: Optional[str] = typer.Option(None, help="none or backbone (with --init-from)."),
     model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VAL for the model, e.g. k=5 for knn (repeatable)."),
@@ -237,8 +240,13 @@ def train_cmd(
     settings = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
                 "weight_decay": weight_decay, "label_smoothing": label_smoothing, "dropout": dropout, "augment": augment,
                 "val_split": val_split, "train_subset": train_subset, "seed": seed, "device": device, "threads": threads,
+                "precision": precision, "step": step,
                 "init_from": str(init_from) if init_from else None, "freeze": freeze, "preset": preset,
                 "model_args": _parse_model_args(model_arg) or None}
+    if plain:
+        if (precision or "fp32") != "fp32" or (step or "eager") != "eager":
+            raise MnistlabError("--plain means --step eager --precision fp32; drop --step/--precision or --plain")
+        settings |= {"precision": "fp32", "step": "eager"}
     if resume is not None:
         given = [k for k, v in {**settings, "model": model, "dataset": dataset, "config": config}.items() if v is not None]
         if given:

@@ -1,12 +1,14 @@
 """Data-parallel training under torchrun on this CPU: two gloo processes match one process with the
 same global batch, only rank 0 writes, a killed run resumes exactly, and bad launches are one line."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,11 +21,42 @@ pytestmark = pytest.mark.realdata
 def torchrun(args, home, cwd, nproc=2, wait=True):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "mnistlab", "train", "--distributed", "--quiet", *args]
+    if "--resume" not in args:
+        cmd += ["--device", "cpu"]  # gloo on the CPU, even on a machine with GPUs
     env = {**os.environ, "MNISTLAB_HOME": str(home)}
     if not wait:
         return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            children = [int(c) for c in (task / "children").read_text().split()] if (task / "children").exists() else []
+            found += children
+            todo += children
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants, and wait until every one is gone."""
+    victims = [pid, *_descendants(pid)]
+    for p in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() and "Z" not in _state(p) for p in victims) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
 
 
 def _strip(history):
@@ -35,7 +68,7 @@ def test_two_processes_match_one_with_the_same_global_batch(real_home, tmp_path)
     done = torchrun([*settings, "--out", "ddp"], real_home, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines() == [f"test accuracy: {load_run(tmp_path / 'ddp').metrics['test_accuracy']:.4f}"]
-    single = train("mlp", "mnist", out=tmp_path / "single", data_dir=real_home, epochs=2, batch_size=128)
+    single = train("mlp", "mnist", out=tmp_path / "single", data_dir=real_home, epochs=2, batch_size=128, device="cpu")
     ddp = load_run(tmp_path / "ddp")
     assert ddp.metrics["world_size"] == 2 and ddp.metrics["backend"] == "gloo"
     assert ddp.config["world_size"] == 2 and ddp.config["batch_size"] == 128
@@ -46,7 +79,8 @@ def test_two_processes_match_one_with_the_same_global_batch(real_home, tmp_path)
     # only rank 0 wrote: one run folder, nothing else in the working folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(
-        ["checkpoint.pt", "config.json", "metrics.json", "metrics.jsonl", "model.safetensors", "test_probs.npy"])
+        [".lock", "checkpoint.pt", "config.json", "curve.jsonl", "metrics.json", "metrics.jsonl", "model.safetensors",
+         "test_probs.npy"])
 
 
 def test_killed_distributed_run_resumes_to_the_same_metrics(real_home, tmp_path):
@@ -59,7 +93,7 @@ def test_killed_distributed_run_resumes_to_the_same_metrics(real_home, tmp_path)
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers, mid-run
+    kill_tree(proc.pid)  # torchrun and both workers (torchrun starts them in sessions of their own), mid-run
     proc.wait()
     assert ckpt.exists() and not (tmp_path / "cut" / "metrics.json").exists()
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -90,3 +124,22 @@ def test_classical_models_are_not_distributed(real_home, tmp_path):
     done = torchrun(["--model", "logreg", "--out", "r"], real_home, tmp_path)
     assert done.returncode != 0 and "error: --distributed trains neural nets; 'logreg' is a classical model" in done.stderr
     assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == "[]"
+
+
+def test_more_processes_than_gpus_is_one_line(monkeypatch):
+    import torch
+
+    from mnistlab.errors import InvalidArgument
+    from mnistlab.training import distributed
+
+    env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for device in ("auto", "cuda"):
+        with pytest.raises(InvalidArgument) as caught:
+            distributed.start(device)
+        assert str(caught.value) == ("--distributed on CUDA takes one GPU per process: 2 processes on this machine, "
+                                     "1 GPU; start at most 1 (torchrun --nproc_per_node=1) or train on the CPU with --device cpu")

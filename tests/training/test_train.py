@@ -29,13 +29,16 @@ FLOORS = {"mlp": 0.85, "mlp-300": 0.85, "cnn": 0.85, "lenet5": 0.75, "cnn-bn": 0
 
 
 def quick(real_home, tmp_path, model="mlp", name="run", **kw):
-    settings = {"train_subset": 2000, "epochs": 2, "quiet": True} | kw
+    # on the CPU, where runs are deterministic, even on a machine with a GPU
+    settings = {"train_subset": 2000, "epochs": 2, "quiet": True, "device": "cpu"} | kw
     settings.pop("quiet")
     return train(model, "mnist", out=tmp_path / name, data_dir=real_home, **settings)
 
 
-# the widest nets are narrowed here so the suite stays fast on 2 CPU cores; their full size is benchmarked
-NARROW = {"resnet": {"model_args": {"widths": [8, 16, 32]}, "epochs": 3}, "cnn-bn": {"model_args": {"width": 8}}}
+# the widest nets are narrowed here so the suite stays fast on 2 CPU cores; their full size is benchmarked.
+# The resnet's strong augmentation is made for 20 epochs of 60,000 images: on 2,000 images for 3 epochs
+# it leaves the net between 0.68 and 0.79 by seed, so here it learns with light augmentation (0.80-0.87)
+NARROW = {"resnet": {"model_args": {"widths": [8, 16, 32]}, "epochs": 3, "augment": "light"}, "cnn-bn": {"model_args": {"width": 8}}}
 
 
 @pytest.mark.parametrize("model", [m for m in list_models() if m != "ensemble"])

@@ -102,6 +102,7 @@ def speedrun(dataset: str = "mnist", target: float = 0.99, runs: int = 5, device
     import torch
 
     from mnistlab.data import fetch
+    from mnistlab.training.engine import pick_device
 
     spec = get_spec(dataset)
     if spec.name not in RECIPES:
@@ -128,7 +129,7 @@ def speedrun(dataset: str = "mnist", target: float = 0.99, runs: int = 5, device
            "mean_seconds": statistics.fmean(secs), "std_seconds": statistics.stdev(secs) if len(secs) > 1 else 0.0,
            "mean_accuracy": statistics.fmean(accs), "std_accuracy": statistics.stdev(accs) if len(accs) > 1 else 0.0,
            "min_accuracy": min(accs), "reached_target": statistics.fmean(accs) >= target,
-           "device": str(__import__("mnistlab.training.trainer", fromlist=["pick_device"]).pick_device(device)),
+           "device": str(pick_device(device)),
            "threads": torch.get_num_threads(), "torch": torch.__version__}
     if against == "reference":
         ref = reference_run(spec.name, target, data_dir=data_dir)

@@ -9,6 +9,7 @@ from pathlib import Path
 from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.fileio import read_toml as read_toml_file
 from mnistlab.training.augment import parse_augment
+from mnistlab.training.engine import PRECISIONS, STEPS
 from mnistlab.training.schedule import SCHEDULES
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
@@ -32,6 +33,8 @@ class TrainConfig:
     train_subset: int | None = None  # use only this many training images, balanced across classes
     seed: int = 0  # one seed for init, shuffling, augmentation and dropout
     device: str = "auto"  # auto picks cuda, then mps, then cpu
+    precision: str = "auto"  # auto | fp32 | bf16: auto takes bf16 where the hardware computes it natively (training/engine.py)
+    step: str = "auto"  # auto | eager | cuda-graph: how the training step runs; auto captures a CUDA graph on CUDA
     threads: int | None = None  # CPU threads for PyTorch; None keeps PyTorch's choice
     eval_batch_size: int = 1000  # images per forward pass at evaluation
     init_from: str | None = None  # a run folder whose weights start this run (transfer learning)
@@ -56,7 +59,8 @@ class TrainConfig:
         need(self.train_subset is None or self.train_subset >= 1, f"train subset must be >= 1 image, got {self.train_subset!r}")
         need(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads!r}")
         for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
-                                     ("device", self.device, DEVICES), ("freeze", self.freeze, ("none", "backbone"))):
+                                     ("device", self.device, DEVICES), ("freeze", self.freeze, ("none", "backbone")),
+                                     ("precision", self.precision, PRECISIONS), ("step", self.step, STEPS)):
             if value not in allowed:
                 raise UnknownName(name, str(value), allowed)
         if self.freeze != "none" and not self.init_from:

@@ -59,6 +59,11 @@ def start(device: str) -> Dist:
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     backend = "nccl" if cuda else "gloo"
     if cuda:
+        gpus = torch.cuda.device_count()
+        if local_world > gpus:  # two processes on one GPU: NCCL refuses, and the error would reach one rank only
+            raise InvalidArgument(f"--distributed on CUDA takes one GPU per process: {local_world} processes on this machine, "
+                                  f"{gpus} GPU{'s' if gpus != 1 else ''}; start at most {gpus} (torchrun --nproc_per_node={gpus}) "
+                                  "or train on the CPU with --device cpu")
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=timedelta(minutes=30))

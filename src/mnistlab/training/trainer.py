@@ -14,7 +14,6 @@ import platform
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +23,14 @@ from mnistlab.data.cache import DatasetCache, data_home
 from mnistlab.errors import InvalidArgument, MnistlabError, RunError, TrainingInterrupted
 from mnistlab.models import count_macs, count_params, create_model, get_model_info
 from mnistlab.training import distributed as dist
-from mnistlab.training.augment import augment_batch, parse_augment
+from mnistlab.training.augment import parse_augment
 from mnistlab.training.config import TrainConfig, resolve_config
+from mnistlab.training.curve import Curve
+from mnistlab.training.engine import Engine, resolve_engine
 from mnistlab.run import (Run, append_jsonl, build_net, classical_proba, load_checkpoint, new_run_dir, run_lock,
                           save_torch, write_json)
 from mnistlab.training.schedule import lr_at
+from mnistlab.training.step import make_optimizer, make_step
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +81,6 @@ def _tensors(images: np.ndarray, labels: np.ndarray, device):
     return x.to(device), y.to(device)
 
 
-def pick_device(name: str):
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument("device cuda requested but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InvalidArgument("device mps requested but it is not available; use --device cpu or auto")
-    return torch.device(name)
-
-
 # --------------------------------------------------------------------------------------- models
 
 def _init_from(net, source: str | Path, cfg: TrainConfig, num_classes: int):
@@ -111,34 +101,26 @@ def _init_from(net, source: str | Path, cfg: TrainConfig, num_classes: int):
     return sorted({k.split(".")[0] for k in state})
 
 
-def _optimizer(cfg: TrainConfig, params):
-    import torch
+def evaluate_net(net, x, y, batch_size: int) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and float32 probabilities over (x, y); one wait for the device, at the end.
 
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def evaluate_net(net, x, y, batch_size: int, amp) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy and float32 probabilities over (x, y)."""
+    In fp32 whatever the training's precision: the numbers are those of the saved weights, as
+    `Run.predict`, the server and the exports compute them."""
     import torch
     import torch.nn.functional as F
 
     net.eval()
-    losses, probs = [], []
+    if len(x) == 0:
+        return 0.0, float("nan"), np.zeros((0, 0), np.float32)
+    loss, probs = torch.zeros((), device=x.device, dtype=torch.float64), []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
-            with amp():
-                logits = net(x[i:i + batch_size]).float()
-            losses.append(F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item())
-            probs.append(torch.softmax(logits, 1).cpu())
-    p = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
-    acc = float((p.argmax(1) == y.cpu().numpy()).mean()) if len(p) else float("nan")
-    return sum(losses) / max(len(x), 1), acc, p
+            logits = net(x[i:i + batch_size]).float()
+            loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum")
+            probs.append(torch.softmax(logits, 1))
+        p = torch.cat(probs).cpu().numpy()
+    acc = float((p.argmax(1) == y.cpu().numpy()).mean())
+    return float(loss) / len(x), acc, p
 
 
 # -------------------------------------------------------------------------------------- training
@@ -311,20 +293,25 @@ def _train_classical(cfg, cfg_dict, run_dir: Path, data, progress) -> Run:
     return Run(run_dir)
 
 
+def _engine(cfg: TrainConfig, d: dist.Dist) -> Engine:
+    import torch
+
+    device = torch.device("cuda", d.local_rank) if d.backend == "nccl" else None
+    return resolve_engine(cfg.device, cfg.precision, cfg.step, optimizer=cfg.optimizer, distributed=d.active, device=device)
+
+
 def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: dist.Dist = dist.SINGLE) -> Run | None:
     import torch
-    import torch.nn.functional as F
 
     train_ds, test_ds, train_idx, val_idx = data
-    device = pick_device(cfg.device)
-    if d.backend == "nccl":
-        device = torch.device("cuda", d.local_rank)
+    engine = _engine(cfg, d)
+    device = engine.device
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif d.active and device.type == "cpu":  # processes on one machine share its cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // d.local_world))
-    cuda = device.type == "cuda"
-    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN time its kernels once
     torch.manual_seed(cfg.seed)
     net = build_net(cfg_dict)
     ckpt = dist.on_main(d, lambda: load_checkpoint(run_dir / "checkpoint.pt") if (run_dir / "checkpoint.pt").exists() else None)
@@ -338,61 +325,71 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
     channels_last = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    opt = _optimizer(cfg, [p for p in net.parameters() if p.requires_grad])
-    history, start_epoch, train_seconds = [], 0, 0.0
+    opt = make_optimizer(cfg.optimizer, [p for p in net.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay, engine)
+    history, curve_points, start_epoch, train_seconds = [], [], 0, 0.0
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         history, start_epoch, train_seconds = list(ckpt["history"]), int(ckpt["epoch"]), float(ckpt.get("train_seconds", 0))
+        curve_points = list(ckpt.get("curve", []))
         log.info("resuming %s after epoch %d", run_dir, start_epoch)
-    step_net = net
+    forward = None
     if d.active:  # rank 0's weights (fresh, transferred or resumed) are broadcast to every process here
         from torch.nn.parallel import DistributedDataParallel
 
-        step_net = DistributedDataParallel(net, device_ids=[d.local_rank] if cuda else None)
+        forward = DistributedDataParallel(net, device_ids=[d.local_rank] if device.type == "cuda" else None)
 
     x, y = _tensors(_take(train_ds.images, train_idx), _take(train_ds.labels, train_idx), device)
     x_test, y_test = _tensors(test_ds.images, test_ds.labels, device) if test_ds is not None else (None, None)
     x_val, y_val = _tensors(train_ds.images[val_idx], train_ds.labels[val_idx], device) if len(val_idx) else (None, None)
     if channels_last:  # one channel: the same bytes, only the strides say channels_last
         x, x_test, x_val = (t.contiguous(memory_format=torch.channels_last) if t is not None else None for t in (x, x_test, x_val))
-    aug = parse_augment(cfg.augment)
     n, bs = len(x), cfg.batch_size
+    step = make_step(net, opt, engine, batch_size=bs // d.world, label_smoothing=cfg.label_smoothing,
+                     augment=parse_augment(cfg.augment), forward=forward)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
     steps_per_epoch = (n + bs - 1) // bs
     total_steps = steps_per_epoch * cfg.epochs
+    curve = Curve(total_steps, steps_per_epoch, curve_points)
     bar = _progress(progress)
+    evaluate = lambda xs, ys: evaluate_net(net, xs, ys, cfg.eval_batch_size)  # noqa: E731
 
     last = {"test_probs": None}  # the latest test probabilities (rank 0; None when the test set is not evaluated)
 
     def end_epoch(row: dict) -> None:
         """Rank 0: evaluate, record, checkpoint."""
         if x_val is not None:
-            row["val_loss"], row["val_accuracy"], _ = evaluate_net(net, x_val, y_val, cfg.eval_batch_size, amp)
+            row["val_loss"], row["val_accuracy"], _ = evaluate(x_val, y_val)
         if x_test is not None:
             t1 = time.perf_counter()
-            row["test_loss"], row["test_accuracy"], last["test_probs"] = evaluate_net(net, x_test, y_test, cfg.eval_batch_size, amp)
+            row["test_loss"], row["test_accuracy"], last["test_probs"] = evaluate(x_test, y_test)
             row["eval_seconds"] = time.perf_counter() - t1
         history.append(row)
         append_jsonl(run_dir / "metrics.jsonl", history)
-        save_torch(run_dir / "checkpoint.pt", {"model": _cpu_state(net), "optimizer": opt.state_dict(),
-                                               "epoch": row["epoch"], "history": history, "train_seconds": train_seconds})
+        append_jsonl(run_dir / "curve.jsonl", curve.points)
+        save_torch(run_dir / "checkpoint.pt", {"model": _cpu_state(net), "optimizer": step.optimizer_state(),
+                                               "epoch": row["epoch"], "history": history, "curve": curve.points,
+                                               "train_seconds": train_seconds})
         if on_epoch_end:
             on_epoch_end(row["epoch"], row)
 
-    with bar or nullcontext():
+    with bar or contextlib.nullcontext():
         for epoch in range(start_epoch, cfg.epochs):
             # every random choice is a pure function of (seed, epoch): the permutation is shared by all
             # processes; dropout and augmentation differ per process (rank 0 draws what a single process would)
             torch.manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * d.rank)
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
             perm = torch.randperm(n, generator=gen).to(device)
-            aug_gen = gen if d.main else torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 7919 * d.rank)
+            # augmentation draws on the data's device: from this generator on the CPU, from the device's
+            # default generator (seeded just above) on an accelerator
+            aug_gen = None if device.type != "cpu" else gen if d.main else torch.Generator().manual_seed(
+                cfg.seed * 1_000_003 + epoch + 7919 * d.rank)
             net.train()
             if cfg.freeze == "backbone":
                 net.features.eval()  # frozen batch-norm statistics too
+            step.reset()
+            curve.start_epoch()
             t0 = time.perf_counter()
-            seen, loss_sum, correct = 0, torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0, acc=0.0, ips=0.0) if bar else None
             for i in range(steps_per_epoch):
                 idx = perm[i * bs:(i + 1) * bs]
@@ -400,31 +397,18 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
                     continue  # batch norm cannot train on a single image (per process)
                 if d.active:
                     idx = idx[d.rank::d.world]  # this process's shard of the global batch
-                xb, yb = x[idx], y[idx]
-                if aug.active:
-                    xb = augment_batch(xb, aug, aug_gen)
-                if channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
                 lr = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr, cfg.schedule)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                with amp():
-                    logits = step_net(xb)
-                    loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                seen += len(idx)
-                loss_sum += loss.detach() * len(idx)
-                correct += (logits.argmax(1) == yb).sum()
-                if bar and (i % 20 == 0 or i == steps_per_epoch - 1):
-                    el = time.perf_counter() - t0
-                    bar.update(task, completed=i + 1, loss=loss_sum.item() / seen, acc=correct.item() / seen, ips=seen / el * d.world)
-            if cuda:
-                torch.cuda.synchronize()
+                step(x[idx], y[idx], lr, aug_gen)
+                curve.record(step, epoch, i, lr)
+                if bar and (i % 20 == 0 or i == steps_per_epoch - 1):  # the only reads inside the epoch, for the bar
+                    seen, loss_sum, correct = step.totals()
+                    bar.update(task, completed=i + 1, loss=loss_sum / seen, acc=correct / seen,
+                               ips=seen / (time.perf_counter() - t0) * d.world)
+            seen, loss_sum, correct = step.totals()  # waits for the device: the epoch's time is real
             epoch_s = time.perf_counter() - t0
             train_seconds += epoch_s
-            seen_all, loss_all, correct_all = dist.all_sum(d, seen, loss_sum.item(), correct.item())
+            curve.end_epoch()
+            seen_all, loss_all, correct_all = dist.all_sum(d, seen, loss_sum, correct)
             row = {"epoch": epoch + 1, "train_loss": loss_all / max(seen_all, 1),
                    "train_accuracy": correct_all / max(seen_all, 1), "lr": lr, "seconds": epoch_s,
                    "images_per_second": seen_all / epoch_s}
@@ -436,15 +420,15 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
         return None
     test_probs = last["test_probs"]
     if test_probs is None and x_test is not None:  # resumed a run whose last epoch was done but whose final files were not
-        _, _, test_probs = evaluate_net(net, x_test, y_test, cfg.eval_batch_size, amp)
-    return _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, device, d)
+        _, _, test_probs = evaluate(x_test, y_test)
+    return _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, engine, d)
 
 
 def _cpu_state(net) -> dict:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
 
 
-def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, device, d: dist.Dist) -> Run:
+def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, engine: Engine, d: dist.Dist) -> Run:
     import torch
     from safetensors.torch import save
 
@@ -461,7 +445,7 @@ def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs,
         "test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"), "train_seconds": train_seconds,
         "eval_seconds": sum(r.get("eval_seconds", 0) for r in history),
         "test_images_per_second": len(test_probs) / last["eval_seconds"] if last.get("eval_seconds") and test_probs is not None else None,
-        "params": count_params(cpu_net), "macs": count_macs(cpu_net), "device": str(device),
+        "params": count_params(cpu_net), "macs": count_macs(cpu_net), **engine.describe(),
         "threads": torch.get_num_threads(), "best_test_accuracy": max(tested) if tested else None,
         **({"world_size": d.world, "backend": d.backend} if d.active else {}),
         **({"val_accuracy": last["val_accuracy"]} if "val_accuracy" in last else {})}))

@@ -1,0 +1,162 @@
+"""One training step, two ways to run it.
+
+The epoch loop calls `step(x, y, lr, gen)` once per batch; the step object owns what happens then
+(augmentation, forward, loss, backward, the optimiser update) and keeps the running loss, accuracy
+and image count on the device, so the loop never waits for the accelerator; `totals()` reads them.
+
+- EagerStep: PyTorch as written, on any device, in fp32 or under bf16 autocast.
+- GraphStep (CUDA): after a few eager steps on a side stream, the whole step is captured once in a
+  CUDA graph and then replayed per batch: one launch instead of hundreds. Batches are copied into
+  static input buffers; the learning rate is a device tensor that `step` fills in place and the
+  optimiser is capturable, so the schedule never forces a recapture; random numbers (augmentation,
+  dropout) come from the device's default generator, which CUDA graphs replay correctly. A batch of
+  another size (the last, partial one) runs eagerly on the same weights and optimiser state.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from mnistlab.training.augment import Augment, augment_batch
+from mnistlab.training.engine import Engine
+
+
+class EagerStep:
+    def __init__(self, net, optimizer, engine: Engine, *, label_smoothing: float = 0.0, augment: Augment | None = None,
+                 forward=None):
+        self.net, self.opt, self.engine = net, optimizer, engine
+        self.forward = forward or net  # DistributedDataParallel wraps the net for the step
+        self.label_smoothing = label_smoothing
+        self.augment = augment or Augment()
+        self.channels_last = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+        dev = engine.device
+        self._loss = torch.zeros((), device=dev)
+        self._correct = torch.zeros((), device=dev, dtype=torch.long)
+        self._seen = 0
+
+    def _autocast(self):
+        dtype = self.engine.autocast_dtype
+        return torch.autocast(self.engine.device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+    def _set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    def _compute(self, x, y, gen):
+        """Augment, forward, loss, backward, update; returns this batch's summed loss and correct count."""
+        if self.augment.active:
+            x = augment_batch(x, self.augment, gen)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            logits = self.forward(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return loss.detach() * len(y), (logits.argmax(1) == y).sum()
+
+    def __call__(self, x, y, lr: float, gen: torch.Generator | None = None) -> None:
+        self._set_lr(lr)
+        loss, correct = self._compute(x, y, gen)
+        self._loss += loss
+        self._correct += correct
+        self._seen += len(y)
+
+    def reset(self) -> None:
+        """Zero the running totals (at the start of an epoch)."""
+        self._loss.zero_()
+        self._correct.zero_()
+        self._seen = 0
+
+    def snapshot(self) -> tuple:
+        """The running totals as they are now, without waiting for the device: (seen, loss, correct tensors)."""
+        return self._seen, self._loss.clone(), self._correct.clone()
+
+    def optimizer_state(self) -> dict:
+        """The optimiser's state for a checkpoint, learning rates as plain numbers (whichever step wrote
+        it, any step can resume from it)."""
+        state = self.opt.state_dict()
+        for g in state["param_groups"]:
+            g["lr"] = float(g["lr"])
+        return state
+
+    def totals(self) -> tuple[int, float, int]:
+        """Images seen, summed loss and correct predictions since `reset`; waits for the device."""
+        return self._seen, float(self._loss.item()), int(self._correct.item())
+
+
+class GraphStep(EagerStep):
+    WARMUP_STEPS = 3  # eager steps before the capture: cuDNN picks its kernels, the optimiser makes its state
+
+    def __init__(self, net, optimizer, engine: Engine, *, batch_size: int, **kw):
+        super().__init__(net, optimizer, engine, **kw)
+        dev = engine.device
+        self.batch_size = batch_size
+        for g in self.opt.param_groups:  # the learning rate lives on the device, filled in place per step
+            g["lr"] = torch.tensor(float(g["lr"]), device=dev)
+        self.static_x = torch.zeros(batch_size, 1, 28, 28, device=dev)
+        self.static_y = torch.zeros(batch_size, dtype=torch.long, device=dev)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self._warm = 0
+
+    def _set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"].fill_(lr)
+
+    def _capture(self) -> None:
+        self.graph = torch.cuda.CUDAGraph()
+        self.opt.zero_grad(set_to_none=True)  # the graph allocates the gradients from its own pool
+        with torch.cuda.graph(self.graph):
+            loss, correct = self._compute(self.static_x, self.static_y, None)
+            self._loss += loss
+            self._correct += correct
+
+    def __call__(self, x, y, lr: float, gen: torch.Generator | None = None) -> None:
+        if len(y) != self.batch_size:
+            super().__call__(x, y, lr, None)
+            return
+        self._set_lr(lr)
+        if self.graph is None and self._warm < self.WARMUP_STEPS:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                loss, correct = self._compute(x, y, None)
+                self._loss += loss
+                self._correct += correct
+            torch.cuda.current_stream().wait_stream(side)
+            self._warm += 1
+            self._seen += len(y)
+            return
+        if self.graph is None:
+            self._capture()
+        self.static_x.copy_(x)
+        self.static_y.copy_(y)
+        self.graph.replay()
+        self._seen += len(y)
+
+
+def make_step(net, optimizer, engine: Engine, *, batch_size: int, label_smoothing: float, augment: Augment,
+              forward=None) -> EagerStep:
+    kw = {"label_smoothing": label_smoothing, "augment": augment, "forward": forward}
+    if engine.step == "cuda-graph":
+        return GraphStep(net, optimizer, engine, batch_size=batch_size, **kw)
+    return EagerStep(net, optimizer, engine, **kw)
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float, engine: Engine):
+    """The optimiser of a run; on CUDA the fused implementation (one kernel for all parameters), and
+    capturable for a CUDA-graph step (its step counter and learning rate on the device)."""
+    fast = {}
+    if engine.device.type == "cuda" and name in ("adam", "adamw"):
+        fast = {"fused": True, "capturable": engine.step == "cuda-graph"}
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fast)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **fast)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
