@@ -418,18 +418,20 @@ def speedrun_cmd(dataset: str = typer.Option("mnist", help="mnist or fashion-mni
                  runs: int = typer.Option(5, help="Runs (seeds 0..runs-1)."),
                  device: str = typer.Option("auto", help="auto, cpu or cuda."),
                  threads: Optional[int] = typer.Option(None, help="CPU threads."),
-                 against: Optional[str] = typer.Option(None, help="'reference': also time the guides' CNN in a plain loop."),
+                 precision: str = typer.Option("auto", help="auto, fp32 or bf16 (auto: bf16 where the CPU or GPU computes it natively)."),
+                 against: Optional[str] = typer.Option(None, help="'reference': also time the guides' CNN in a plain loop, on the same device."),
                  as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
                  data_dir: Optional[Path] = DataDir):
     """Train the fixed speed recipe to the target accuracy, timed end to end."""
     from mnistlab.bench.speedrun import speedrun
 
     show = None if as_json else (lambda r: out.print(f"seed {r['seed']}: {r['seconds']:.2f} s, test accuracy {r['test_accuracy']:.4f}"))
-    res = speedrun(dataset, target, runs, device, threads, against, data_dir, progress=show)
+    res = speedrun(dataset, target, runs, device, threads, against, data_dir, progress=show, precision=precision)
     if as_json:
         print(json.dumps(res, indent=2))
         return
-    out.print(f"{res['recipe']} on {res['dataset']} ({res['device']}, {res['threads']} threads, torch {res['torch']}): "
+    out.print(f"{res['recipe']} on {res['dataset']} ({res['hardware']}, {res['device']}, {res['precision']}, {res['step']} step, "
+              f"{res['threads']} threads, torch {res['torch']}; start-up {res['startup_seconds']:.2f} s, not timed): "
               f"{res['mean_seconds']:.2f} ± {res['std_seconds']:.2f} s, test accuracy {res['mean_accuracy']:.4f} "
               f"± {res['std_accuracy']:.4f} (min {res['min_accuracy']:.4f}); target {target:.4f} "
               + ("reached" if res["reached_target"] else "NOT reached"))

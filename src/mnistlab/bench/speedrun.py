@@ -1,7 +1,10 @@
 """`mnistlab speedrun`: a fixed recipe trained to a target test accuracy as fast as possible, timed
 end to end (from a cached dataset not yet loaded, to the final test accuracy), and optionally the
-reference beside it in the same invocation: the guides' CNN in a plain PyTorch loop (Adam, lr 1e-3,
-batch 32) until it reaches the same target or 5 epochs."""
+reference beside it in the same invocation and on the same device: the guides' CNN in a plain
+PyTorch loop (Adam, lr 1e-3, batch 32, fp32) until it reaches the same target or 5 epochs.
+
+The recipes are fixed per device kind: a CPU wants small batches, a GPU large ones (and a wider net
+where that is free)."""
 
 from __future__ import annotations
 
@@ -14,55 +17,66 @@ import numpy as np
 from mnistlab.data import get_spec
 from mnistlab.errors import InvalidArgument
 
-# dataset -> [(the accuracy a recipe is built to reach, recipe)], cheapest first; a run takes the first that suffices
-RECIPES = {"mnist": [(0.990, "speedrun"), (0.995, "speedrun-995")], "fashion-mnist": [(0.920, "speedrun-fashion")]}
+# device kind -> dataset -> [(the accuracy a recipe is built to reach, recipe)], cheapest first; a run takes
+# the first that suffices. Every other device kind (mps) takes the CPU's recipes.
+RECIPES = {
+    "cpu": {"mnist": [(0.990, "speedrun"), (0.995, "speedrun-995")], "fashion-mnist": [(0.920, "speedrun-fashion")]},
+    "cuda": {"mnist": [(0.990, "speedrun-gpu"), (0.995, "speedrun-995-gpu")],
+             "fashion-mnist": [(0.920, "speedrun-fashion-gpu")]},
+}
 
 
-def recipe_for(dataset: str, target: float) -> str:
-    for reach, name in RECIPES[dataset]:
+def recipe_for(dataset: str, target: float, device_type: str = "cpu") -> str:
+    recipes = RECIPES.get(device_type, RECIPES["cpu"])[dataset]
+    for reach, name in recipes:
         if target <= reach + 1e-9:
             return name
-    return RECIPES[dataset][-1][1]
+    return recipes[-1][1]
 
 
-def _one_run(dataset: str, recipe: str, seed: int, device: str, threads: int | None, data_dir) -> dict:
+def _one_run(dataset: str, recipe: str, seed: int, device: str, precision: str, threads: int | None, data_dir) -> dict:
     from mnistlab.training import train
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()  # the dataset is in the cache, not yet in this process
-        run = train(dataset=dataset, preset=recipe, seed=seed, device=device, threads=threads,
+        run = train(dataset=dataset, preset=recipe, seed=seed, device=device, precision=precision, threads=threads,
                     out=f"{tmp}/run", data_dir=data_dir)
         seconds = time.perf_counter() - t0
-        return {"seed": seed, "seconds": seconds, "test_accuracy": run.metrics["test_accuracy"],
-                "train_seconds": run.metrics["train_seconds"]}
+        m = run.metrics
+        return {"seed": seed, "seconds": seconds, "test_accuracy": m["test_accuracy"], "train_seconds": m["train_seconds"],
+                "precision": m["precision"], "step": m["step"]}
 
 
-def _warm_up(recipe_name: str) -> None:
+def _warm_up(recipe_name: str, device, autocast_dtype) -> float:
     """A few steps of the recipe's net on random tensors, untimed: PyTorch builds its CPU kernels on first
-    use (about a second here), a cost of starting the process, not of training. No real data is seen."""
+    use (about a second here), and a GPU starts its CUDA context, a cost of starting the process, not of
+    training. No real data is seen. Returns the seconds it took (the start-up cost, reported apart)."""
     import torch
     import torch.nn.functional as F
 
     from mnistlab.models import create_model
     from mnistlab.training.config import PRESETS
 
+    t0 = time.perf_counter()
     recipe = PRESETS[recipe_name]
-    net = create_model(recipe["model"], 10, **recipe.get("model_args", {})).to(memory_format=torch.channels_last)
+    net = create_model(recipe["model"], 10, **recipe.get("model_args", {})).to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), 1e-3)
-    x = torch.rand(recipe["batch_size"], 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    y = torch.arange(recipe["batch_size"]) % 10
+    x = torch.rand(recipe["batch_size"], 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.arange(recipe["batch_size"], device=device) % 10
     for _ in range(3):
-        loss = F.cross_entropy(net(x), y)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = F.cross_entropy(net(x).float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
     net.eval()
     with torch.inference_mode():
-        net(torch.rand(1000, 1, 28, 28).contiguous(memory_format=torch.channels_last))
+        net(torch.rand(1000, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)).sum().item()
+    return time.perf_counter() - t0
 
 
-def reference_run(dataset: str, target: float, seed: int = 0, max_epochs: int = 5, data_dir=None) -> dict:
-    """The guides' CNN in a plain loop over in-memory tensors, evaluated after each epoch until `target`."""
+def reference_run(dataset: str, target: float, seed: int = 0, max_epochs: int = 5, data_dir=None, device="cpu") -> dict:
+    """The guides' CNN in a plain loop over in-memory tensors on `device`, evaluated after each epoch until `target`."""
     import torch
     import torch.nn.functional as F
 
@@ -71,17 +85,17 @@ def reference_run(dataset: str, target: float, seed: int = 0, max_epochs: int = 
 
     t0 = time.perf_counter()
     train_ds, test_ds = load_dataset(dataset, "train", data_dir=data_dir), load_dataset(dataset, "test", data_dir=data_dir)
-    x = torch.from_numpy(np.asarray(train_ds.images, np.float32) / 255).unsqueeze(1)
-    y = torch.from_numpy(np.array(train_ds.labels, np.int64))
-    xt = torch.from_numpy(np.asarray(test_ds.images, np.float32) / 255).unsqueeze(1)
-    yt = torch.from_numpy(np.array(test_ds.labels, np.int64))
+    x = torch.from_numpy(np.asarray(train_ds.images, np.float32) / 255).unsqueeze(1).to(device)
+    y = torch.from_numpy(np.array(train_ds.labels, np.int64)).to(device)
+    xt = torch.from_numpy(np.asarray(test_ds.images, np.float32) / 255).unsqueeze(1).to(device)
+    yt = torch.from_numpy(np.array(test_ds.labels, np.int64)).to(device)
     torch.manual_seed(seed)
-    net = create_model("cnn", len(train_ds.classes))
+    net = create_model("cnn", len(train_ds.classes)).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     acc, epochs = 0.0, 0
     for epoch in range(max_epochs):
         net.train()
-        perm = torch.randperm(len(x))
+        perm = torch.randperm(len(x), device=device)
         for i in range(0, len(x), 32):
             idx = perm[i:i + 32]
             loss = F.cross_entropy(net(x[idx]), y[idx])
@@ -94,19 +108,20 @@ def reference_run(dataset: str, target: float, seed: int = 0, max_epochs: int = 
         epochs = epoch + 1
         if acc >= target:
             break
-    return {"seconds": time.perf_counter() - t0, "test_accuracy": acc, "epochs": epochs, "reached": acc >= target}
+    return {"seconds": time.perf_counter() - t0, "test_accuracy": acc, "epochs": epochs, "reached": acc >= target,
+            "device": str(device)}
 
 
 def speedrun(dataset: str = "mnist", target: float = 0.99, runs: int = 5, device: str = "auto", threads: int | None = None,
-             against: str | None = None, data_dir=None, progress=None) -> dict:
+             against: str | None = None, data_dir=None, progress=None, precision: str = "auto") -> dict:
     import torch
 
     from mnistlab.data import fetch
-    from mnistlab.training.engine import pick_device
+    from mnistlab.training.engine import hardware_name, resolve_engine
 
     spec = get_spec(dataset)
-    if spec.name not in RECIPES:
-        raise InvalidArgument(f"no speedrun recipe for {spec.name}; recipes: {', '.join(RECIPES)}")
+    if spec.name not in RECIPES["cpu"]:
+        raise InvalidArgument(f"no speedrun recipe for {spec.name}; recipes: {', '.join(RECIPES['cpu'])}")
     if runs < 1:
         raise InvalidArgument(f"runs must be >= 1, got {runs}")
     if not 0 < target < 1:
@@ -116,11 +131,12 @@ def speedrun(dataset: str = "mnist", target: float = 0.99, runs: int = 5, device
     fetch(spec, data_dir=data_dir)  # outside the timed span: the span starts with the data in the cache
     if threads:
         torch.set_num_threads(threads)
-    recipe = recipe_for(spec.name, target)
-    _warm_up(recipe)
+    engine = resolve_engine(device, precision, "auto", optimizer="adam")
+    recipe = recipe_for(spec.name, target, engine.device.type)
+    startup = _warm_up(recipe, engine.device, engine.autocast_dtype)
     results = []
     for seed in range(runs):
-        results.append(_one_run(spec.name, recipe, seed, device, threads, data_dir))
+        results.append(_one_run(spec.name, recipe, seed, device, precision, threads, data_dir))
         if progress:
             progress(results[-1])
     secs = [r["seconds"] for r in results]
@@ -129,10 +145,11 @@ def speedrun(dataset: str = "mnist", target: float = 0.99, runs: int = 5, device
            "mean_seconds": statistics.fmean(secs), "std_seconds": statistics.stdev(secs) if len(secs) > 1 else 0.0,
            "mean_accuracy": statistics.fmean(accs), "std_accuracy": statistics.stdev(accs) if len(accs) > 1 else 0.0,
            "min_accuracy": min(accs), "reached_target": statistics.fmean(accs) >= target,
-           "device": str(pick_device(device)),
+           "startup_seconds": startup, **engine.describe(), "hardware": hardware_name(engine.device),
            "threads": torch.get_num_threads(), "torch": torch.__version__}
     if against == "reference":
-        ref = reference_run(spec.name, target, data_dir=data_dir)
+        ref = reference_run(spec.name, target, data_dir=data_dir, device=engine.device)
         out["reference"] = ref
         out["speedup"] = ref["seconds"] / out["mean_seconds"]
     return out
+

@@ -60,7 +60,7 @@ def parse_augment(text: str | Augment | None) -> Augment:
             value = float(val)
         except ValueError:
             raise InvalidArgument(f"augmentation setting {key}={val!r} is not a number") from None
-        if value < 0 or (key in ("elastic", "erase") and value > 1):
+        if value < 0 or (key in ("elastic", "erase") and value > 1) or (key == "elastic_sigma" and value == 0):
             raise InvalidArgument(f"augmentation setting {key}={value} is out of range")
         aug = replace(aug, **{key: value})
     return aug

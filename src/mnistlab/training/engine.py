@@ -85,3 +85,20 @@ def resolve_engine(device_name: str, precision: str, step: str, *, optimizer: st
         if distributed:
             raise InvalidArgument("--step cuda-graph does not run under --distributed; use --step eager")
     return Engine(device, precision, step)
+
+
+def hardware_name(device) -> str:
+    """The GPU's or the CPU's model name, for every number recorded."""
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -26,7 +26,7 @@ from mnistlab.training import distributed as dist
 from mnistlab.training.augment import parse_augment
 from mnistlab.training.config import TrainConfig, resolve_config
 from mnistlab.training.curve import Curve
-from mnistlab.training.engine import Engine, resolve_engine
+from mnistlab.training.engine import Engine, hardware_name, resolve_engine
 from mnistlab.run import (Run, append_jsonl, build_net, classical_proba, load_checkpoint, new_run_dir, run_lock,
                           save_torch, write_json)
 from mnistlab.training.schedule import lr_at
@@ -215,6 +215,8 @@ def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out,
             if info.family != "neural":
                 raise InvalidArgument(f"--distributed trains neural nets; {cfg.model!r} is a {info.family} model")
             dist.check_batch(d, cfg.batch_size)
+        if info.family == "neural":
+            _engine(cfg, d)  # a device, precision or step this machine cannot run fails here, before the run folder
         if resume is not None:
             return cfg_dict, str(run_dir), False
         train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress)
@@ -249,10 +251,15 @@ def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out,
                                   f"mnistlab train --resume {run_dir}") from None
 
 
-def _final_metrics(cfg: TrainConfig, cfg_dict: dict, extra: dict) -> dict:
+def _final_metrics(cfg: TrainConfig, cfg_dict: dict, extra: dict, device=None) -> dict:
+    """`device`: where the net trained (None: a classical model, on the CPU)."""
+    import torch
+
+    device = device if device is not None else torch.device("cpu")
     return {"model": cfg.model, "dataset": cfg.dataset, "seed": cfg.seed, "epochs": cfg.epochs,
             "versions": _versions(), "dataset_sha256": cfg_dict.get("dataset_sha256"),
-            "hardware": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count()},
+            "hardware": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                         "name": hardware_name(device)},
             **extra}
 
 
@@ -448,5 +455,5 @@ def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs,
         "params": count_params(cpu_net), "macs": count_macs(cpu_net), **engine.describe(),
         "threads": torch.get_num_threads(), "best_test_accuracy": max(tested) if tested else None,
         **({"world_size": d.world, "backend": d.backend} if d.active else {}),
-        **({"val_accuracy": last["val_accuracy"]} if "val_accuracy" in last else {})}))
+        **({"val_accuracy": last["val_accuracy"]} if "val_accuracy" in last else {})}, engine.device))
     return Run(run_dir)

@@ -1,0 +1,147 @@
+"""Batched augmentation: reproducible under a seed, and each transform's statistics are those its
+setting promises (measured on synthetic images whose geometry is known exactly)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mnistlab.errors import InvalidArgument
+from mnistlab.training.augment import Augment, _gaussian_kernel, augment_batch, augment_uint8, parse_augment
+
+N = 2000
+
+
+def blob(n: int = N, size: int = 28, radius: float = 3.0) -> torch.Tensor:
+    """A round blob of ink at the centre: its centre of mass shows any shift exactly."""
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    img = torch.exp(-(((ys - size / 2) ** 2 + (xs - size / 2) ** 2) / (2 * radius ** 2)))
+    return img.expand(n, 1, size, size).clone()
+
+
+def bar(n: int = N, size: int = 28) -> torch.Tensor:
+    """A horizontal bar through the centre: its second moments show any rotation."""
+    img = torch.zeros(size, size)
+    img[13:15, 4:24] = 1
+    return img.expand(n, 1, size, size).clone()
+
+
+def centre_of_mass(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    size = x.shape[-1]
+    grid = torch.arange(size, dtype=x.dtype) + 0.5
+    m = x.sum((1, 2, 3))
+    return (x.sum((1, 3)) * grid).sum(1) / m, (x.sum((1, 2)) * grid).sum(1) / m
+
+
+def orientation(x: torch.Tensor) -> torch.Tensor:
+    """Angle of the principal axis of each image's ink, in degrees (0: horizontal)."""
+    size = x.shape[-1]
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=x.dtype), torch.arange(size, dtype=x.dtype), indexing="ij")
+    w = x[:, 0]
+    m = w.sum((1, 2))
+    cy, cx = (w * ys).sum((1, 2)) / m, (w * xs).sum((1, 2)) / m
+    dy, dx = ys - cy.view(-1, 1, 1), xs - cx.view(-1, 1, 1)
+    mxx, myy, mxy = (w * dx * dx).sum((1, 2)), (w * dy * dy).sum((1, 2)), (w * dx * dy).sum((1, 2))
+    return torch.rad2deg(0.5 * torch.atan2(2 * mxy, mxx - myy))
+
+
+def test_same_seed_same_images_other_seed_other_images():
+    x = bar(64)
+    aug = parse_augment("strong")
+    a = augment_batch(x, aug, torch.Generator().manual_seed(1))
+    b = augment_batch(x, aug, torch.Generator().manual_seed(1))
+    c = augment_batch(x, aug, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert (augment_uint8((x[:8, 0] * 255).byte().numpy(), aug, seed=3) == augment_uint8((x[:8, 0] * 255).byte().numpy(), aug, seed=3)).all()
+
+
+def test_no_augmentation_is_the_identity():
+    x = bar(4)
+    assert augment_batch(x, parse_augment("none"), torch.Generator()) is x
+
+
+def test_shift_moves_the_centre_uniformly_within_its_range():
+    out = augment_batch(blob(), Augment(shift=0.1), torch.Generator().manual_seed(0))
+    cy, cx = centre_of_mass(out)
+    limit = 0.1 * 28  # pixels either way
+    for c in (cx - 14, cy - 14):
+        assert c.abs().max() <= limit + 0.05
+        assert abs(float(c.mean())) < 0.1
+        assert abs(float(c.std()) - limit / math.sqrt(3)) < 0.08 * limit  # uniform on [-limit, limit]
+
+
+def test_rotation_turns_the_bar_uniformly_within_its_range():
+    out = augment_batch(bar(), Augment(rotate=12), torch.Generator().manual_seed(0))
+    angles = orientation(out)
+    assert angles.abs().max() <= 12.5
+    assert abs(float(angles.mean())) < 0.4
+    assert abs(float(angles.std()) - 12 / math.sqrt(3)) < 0.5  # uniform on [-12, 12] degrees
+
+
+def test_scale_changes_the_size_within_its_range():
+    x = blob(radius=4)
+    out = augment_batch(x, Augment(scale=0.15), torch.Generator().manual_seed(0))
+    ratio = (out.sum((1, 2, 3)) / x.sum((1, 2, 3))).sqrt()  # area grows with the square of the zoom
+    assert 0.84 <= float(ratio.min()) and float(ratio.max()) <= 1.16
+    assert abs(float(ratio.mean()) - 1) < 0.01 and float(ratio.std()) > 0.07
+
+
+def _simard_displacement_rms(alpha: float, sigma: float, n: int = 64, size: int = 28) -> float:
+    """Simard et al.'s field (uniform noise smoothed by a Gaussian), the definition the fast field imitates."""
+    g = torch.Generator().manual_seed(0)
+    field = torch.rand(n * 2, 1, size, size, generator=g, dtype=torch.float64) * 2 - 1
+    k = _gaussian_kernel(sigma)
+    pad = k.numel() // 2
+    field = F.conv2d(F.pad(field, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    field = F.conv2d(F.pad(field, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1))
+    return float((field * alpha).pow(2).mean().sqrt())
+
+
+def test_elastic_field_has_the_strength_of_simard_et_al():
+    # The displacement itself, read off a sampling of the coordinate images: x and y positions as ink
+    size, n = 28, 256
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    coords = torch.stack([xs, ys]).expand(n, 2, size, size).clone()
+    aug = Augment(elastic=1.0, elastic_alpha=34, elastic_sigma=4)
+    moved = augment_batch(coords, aug, torch.Generator().manual_seed(0))
+    inner = (slice(None), slice(None), slice(6, 22), slice(6, 22))  # away from the zero padding at the border
+    rms = float((moved - coords)[inner].pow(2).mean().sqrt())  # RMS displacement along each axis, pixels
+    expected = _simard_displacement_rms(34, 4)
+    assert 0.8 * expected < rms < 1.25 * expected, (rms, expected)
+
+
+def test_elastic_probability_and_erase_probability():
+    x = blob(radius=5)
+    some = augment_batch(x, Augment(elastic=0.3), torch.Generator().manual_seed(0))
+    changed = ((some - x).abs().amax((1, 2, 3)) > 1e-4).float().mean()
+    assert abs(float(changed) - 0.3) < 0.04
+    erased = augment_batch(torch.ones(N, 1, 28, 28), Augment(erase=0.25), torch.Generator().manual_seed(0))
+    holes = (erased == 0).sum((1, 2, 3))
+    assert abs(float((holes > 0).float().mean()) - 0.25) < 0.03
+    sides = holes[holes > 0].float()
+    assert float(sides.min()) >= 2 * 2 and float(sides.max()) <= 12 * 12  # 10% .. 40% of each side, rounded to pixels
+
+
+def test_bad_settings_are_one_line():
+    with pytest.raises(InvalidArgument, match="elastic_sigma=0.0 is out of range"):
+        parse_augment("elastic=0.5,elastic_sigma=0")
+    with pytest.raises(InvalidArgument, match="unknown augmentation setting 'rotat'"):
+        parse_augment("rotat=3")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_inside_a_captured_graph():
+    x = bar(512).cuda()
+    aug = parse_augment("strong")
+    static = x.clone()
+    graph = torch.cuda.CUDAGraph()
+    augment_batch(static, aug)  # warm-up outside the capture
+    torch.cuda.synchronize()
+    with torch.cuda.graph(graph):
+        out = augment_batch(static, aug)
+    graph.replay()
+    first = out.clone()
+    graph.replay()
+    assert not torch.equal(first, out)  # new random numbers on every replay
+    assert abs(float(orientation(out.float().cpu()).abs().max())) < 25
