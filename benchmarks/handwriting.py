@@ -1,8 +1,9 @@
 """Your-own-handwriting benchmark: (1) accuracy of a trained MNIST model on MNIST test digits re-drawn
-as phone photos (dark ink on uneven light paper, enlarged to 150-300 px, off-centre, noisy, JPEG) and
-brought back by `to_mnist`; (2) latency of one prediction through the web API (HTTP on 127.0.0.1).
+in every family of `mnistlab.serve.photos` (phone photos, thin and thick pens, blurry and blocky scans,
+coloured ink, lined paper, shadows, full-frame, small in a large photo, rotated, heavy JPEG) and brought
+back by `to_mnist`; (2) latency of one prediction through the web API (HTTP on 127.0.0.1).
 
-Run: .venv/bin/python benchmarks/handwriting.py RUN [--photos 500] [--requests 200]
+Run: .venv/bin/python benchmarks/handwriting.py RUN [--per-family 300] [--families a,b] [--requests 200]
 """
 
 from __future__ import annotations
@@ -20,25 +21,49 @@ import numpy as np
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
-    ap.add_argument("--photos", type=int, default=500)
-    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--per-family", type=int, default=300)
+    ap.add_argument("--families", default="all", help="comma-separated family names, or all")
+    ap.add_argument("--requests", type=int, default=200, help="0 skips the API timing")
+    ap.add_argument("--save-failures", default=None, help="folder for the pictures the model got wrong")
     args = ap.parse_args()
     import mnistlab
-    from mnistlab.serve.photos import photo_of
-    from mnistlab.serve.preprocess import to_mnist
+    from mnistlab.serve.photos import FAMILIES, render
+    from mnistlab.serve.preprocess import NoDigitFound, to_mnist
 
     run = mnistlab.load_run(args.run)
     test = mnistlab.load_dataset("mnist", "test")
-    rng = np.random.default_rng(2026)
-    idx = rng.choice(len(test), args.photos, replace=False)
-    photos = [photo_of(test.images[i], rng) for i in idx]
-    t0 = time.perf_counter()
-    back = np.stack([to_mnist(p).image for p in photos])
-    pre_ms = (time.perf_counter() - t0) / len(photos) * 1000
-    photo_acc = float((run.predict(back) == test.labels[idx]).mean())
-    direct_acc = float((run.predict(test.images[idx]) == test.labels[idx]).mean())
-    print(f"| photos of MNIST test digits ({args.photos}, seed 2026) | {photo_acc:.2%} | same digits as stored: {direct_acc:.2%} |")
-    print(f"| preprocessing time per photo | {pre_ms:.1f} ms | |")
+    names = list(FAMILIES) if args.families == "all" else args.families.split(",")
+    print(f"| family ({args.per_family} MNIST test digits each, seed 2026) | accuracy | same digits as stored | ms per picture |")
+    print("| --- | ---: | ---: | ---: |")
+    accs = []
+    for k, name in enumerate(names):
+        rng = np.random.default_rng([2026, k])
+        idx = rng.choice(len(test), args.per_family, replace=False)
+        pictures = [render(test.images[i], name, rng) for i in idx]
+        t0 = time.perf_counter()
+        back = []
+        for p in pictures:
+            try:
+                back.append(to_mnist(p).image)
+            except NoDigitFound:
+                back.append(np.zeros((28, 28), np.uint8))  # counted as wrong
+        pre_ms = (time.perf_counter() - t0) / len(pictures) * 1000
+        pred = run.predict(np.stack(back))
+        right = pred == test.labels[idx]
+        acc = float(right.mean())
+        accs.append(acc)
+        direct = float((run.predict(test.images[idx]) == test.labels[idx]).mean())
+        print(f"| {name} | {acc:.2%} | {direct:.2%} | {pre_ms:.1f} |", flush=True)
+        if args.save_failures:
+            from pathlib import Path
+
+            folder = Path(args.save_failures) / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for j in np.flatnonzero(~right)[:20]:
+                (folder / f"{idx[j]}-true{test.labels[idx[j]]}-pred{pred[j]}.jpg").write_bytes(pictures[j])
+    print(f"| mean over {len(names)} families | {sum(accs) / len(accs):.2%} | | |")
+    if args.requests == 0:
+        return
 
     import httpx
     import uvicorn

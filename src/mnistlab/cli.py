@@ -214,6 +214,8 @@ def train_cmd(
     dropout: Optional[float] = typer.Option(None, help="Dropout rate (default: the model's)."),
     augment: Optional[str] = typer.Option(None, help="none, light, strong, or KEY=VAL,... e.g. rotate=10,elastic=0.3"),
     val_split: Optional[int] = typer.Option(None, "--val-split", help="Training images held out for validation."),
+    calibration_split: Optional[int] = typer.Option(None, "--calibration-split",
+                                                    help="Training images held out to fit the temperature (default 5000; 0: none)."),
     train_subset: Optional[int] = typer.Option(None, "--train-subset", help="Train on this many images, balanced by class."),
     seed: Optional[int] = typer.Option(None),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps."),
@@ -239,8 +241,8 @@ def train_cmd(
 
     settings = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
                 "weight_decay": weight_decay, "label_smoothing": label_smoothing, "dropout": dropout, "augment": augment,
-                "val_split": val_split, "train_subset": train_subset, "seed": seed, "device": device, "threads": threads,
-                "precision": precision, "step": step,
+                "val_split": val_split, "calibration_split": calibration_split, "train_subset": train_subset, "seed": seed,
+                "device": device, "threads": threads, "precision": precision, "step": step,
                 "init_from": str(init_from) if init_from else None, "freeze": freeze, "preset": preset,
                 "model_args": _parse_model_args(model_arg) or None}
     if plain:

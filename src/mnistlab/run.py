@@ -5,7 +5,9 @@ module uses none of those.
     runs/<date>-<model>-<dataset>/
       config.json        the resolved TrainConfig (plus dataset classes and input mean/std)
       metrics.jsonl      one line per completed epoch
-      metrics.json       the final record: test accuracy and loss, timings, sizes, versions, data checksums
+      curve.jsonl        the training loss and accuracy every few steps (nets; about 64 points a run)
+      metrics.json       the final record: test accuracy and loss, temperature and calibration, timings, sizes,
+                         versions, data checksums
       model.safetensors  the net's weights (model.skops for scikit-learn models)
       checkpoint.pt      model + optimizer + epoch + history: what --resume needs
       test_probs.npy     float32 (N_test, classes): used by evaluation, reports and ensembles
@@ -182,6 +184,19 @@ class Run:
         return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
 
     @property
+    def curve(self) -> list[dict]:
+        """Training loss and accuracy every few steps (curve.jsonl); empty for runs written before it existed."""
+        p = self.path / "curve.jsonl"
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+    @property
+    def temperature(self) -> float:
+        """The temperature fitted after training (1.0 for runs without one, or not finished)."""
+        return float(self.metrics.get("temperature", 1.0)) if self.complete and self.family == "neural" else 1.0
+
+    @property
     def classes(self) -> list[str]:
         return list(self.config["classes"])
 
@@ -240,7 +255,8 @@ class Run:
             raise RunError(f"{path} is damaged or not a scikit-learn model ({type(exc).__name__})") from None
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 2000) -> np.ndarray:
-        """Class probabilities, float32 (N, classes), for uint8 images (N, 28, 28) in 0..255 or floats in [0, 1]."""
+        """Class probabilities, float32 (N, classes), for uint8 images (N, 28, 28) in 0..255 or floats in [0, 1];
+        a net's are calibrated by its temperature, an ensemble's are the mean of its members' calibrated ones."""
         x = _as_unit_float(images)
         if self.family == "ensemble":
             return np.mean([m.predict_proba(x, batch_size) for m in self.model], axis=0).astype(np.float32)
@@ -248,11 +264,11 @@ class Run:
             return classical_proba(self.model, x.reshape(len(x), -1))
         import torch
 
-        out = []
+        out, net, temperature = [], self.model, self.temperature  # loaded outside inference mode: its weights stay ordinary tensors
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
                 xb = torch.from_numpy(x[i:i + batch_size]).unsqueeze(1).contiguous(memory_format=torch.channels_last)
-                out.append(torch.softmax(self.model(xb).float(), 1).numpy())
+                out.append(torch.softmax(net(xb).float() / temperature, 1).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
     def predict(self, images: np.ndarray) -> np.ndarray:

@@ -94,7 +94,7 @@ def test_resume_equals_uninterrupted(real_home, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingInterrupted, match="--resume"):
-        train("cnn-bn", "mnist", out=tmp_path / "cut", data_dir=real_home, epochs=3, augment="light", train_subset=1500,
+        train("cnn-bn", "mnist", out=tmp_path / "cut", data_dir=real_home, epochs=3, augment="light", train_subset=1500, device="cpu",
               on_epoch_end=stop_after_first, **narrow)
     cut = tmp_path / "cut"
     assert not (cut / "metrics.json").exists() and len(load_run(cut).history) == 1
@@ -127,7 +127,7 @@ def test_ctrl_c_mid_epoch_keeps_a_resumable_folder(real_home, tmp_path, monkeypa
 def test_kill_9_then_resume(real_home, tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "MNISTLAB_HOME": str(real_home)}
-    cmd = [sys.executable, "-m", "mnistlab", "train", "--model", "mlp", "--epochs", "6", "--train-subset", "30000",
+    cmd = [sys.executable, "-m", "mnistlab", "train", "--model", "mlp", "--epochs", "6", "--train-subset", "30000", "--device", "cpu",
            "--quiet", "--out", str(out)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -140,7 +140,7 @@ def test_kill_9_then_resume(real_home, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("test accuracy: 0.9")
-    whole = train("mlp", "mnist", out=tmp_path / "whole", data_dir=real_home, epochs=6, train_subset=30000)
+    whole = train("mlp", "mnist", out=tmp_path / "whole", data_dir=real_home, epochs=6, train_subset=30000, device="cpu")
     assert _strip(load_run(out).history) == _strip(whole.history)
 
 
@@ -150,7 +150,7 @@ def _cut_after_first_epoch(real_home, out, **kw):
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingInterrupted):
-        train("mlp", "mnist", out=out, data_dir=real_home, on_epoch_end=stop, **kw)
+        train("mlp", "mnist", out=out, data_dir=real_home, on_epoch_end=stop, device="cpu", **kw)
 
 
 def test_a_run_being_trained_is_busy_for_a_second_process(real_home, tmp_path, capsys):

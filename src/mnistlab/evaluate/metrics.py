@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnistlab.calibration import expected_calibration_error  # noqa: F401  (part of this module's face)
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """cm[i, j] = how many images of true class i were predicted as class j."""
@@ -26,23 +28,6 @@ def top_k_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
     k = min(k, probs.shape[1])
     top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
     return float((top == np.asarray(y_true)[:, None]).any(1).mean())
-
-
-def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
-    """ECE over equal-width confidence bins (Guo et al. 2017), and the bins for a reliability diagram."""
-    conf = probs.max(1)
-    correct = probs.argmax(1) == np.asarray(y_true)
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    ece, table = 0.0, []
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            acc, mean_conf = float(correct[mask].mean()), float(conf[mask].mean())
-            ece += mask.mean() * abs(acc - mean_conf)
-            table.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(mask.sum()),
-                          "accuracy": acc, "confidence": mean_conf})
-    return float(ece), table
 
 
 def confident_mistakes(probs: np.ndarray, y_true: np.ndarray, k: int = 16) -> list[dict]:

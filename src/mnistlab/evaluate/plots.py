@@ -23,28 +23,39 @@ def to_png(fig, dpi: int = 110) -> bytes:
     return buf.getvalue()
 
 
-def learning_curves(history: list[dict], title: str = ""):
-    """Loss and accuracy per epoch: train, validation (if any) and test."""
+def learning_curves(history: list[dict], title: str = "", curve: list[dict] | None = None):
+    """Loss and accuracy per epoch: train, validation (if any) and test; with `curve` (the run's points every
+    few steps), the training loss and accuracy inside the epochs too, so a one-epoch run has a real curve."""
     plt = _plt()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [r["epoch"] for r in history]
     style = {"train": ("tab:blue", "o"), "val": ("tab:orange", "s"), "test": ("tab:green", "^")}
+    if curve:
+        xs = [p["epoch"] for p in curve]
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            ax.plot(xs, [p[f"train_{key}"] for p in curve], color="tab:blue", lw=1, alpha=0.6, label="train, every few steps")
     for part, (color, marker) in style.items():
         for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
             ys = [r.get(f"{part}_{key}") for r in history]
             if any(v is not None for v in ys):
-                ax.plot(epochs, [np.nan if v is None else v for v in ys], color=color, marker=marker, ms=4, label=part)
+                ax.plot(epochs, [np.nan if v is None else v for v in ys], color=color, marker=marker, ms=4,
+                        label=f"{part}, end of epoch" if curve else part)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     accs = [r.get(k) for r in history for k in ("train_accuracy", "val_accuracy", "test_accuracy") if r.get(k) is not None]
+    if curve:  # the first steps are near chance: leave them out of the zoom, they are on the loss plot
+        later = [p["train_accuracy"] for p in curve if p["epoch"] >= 0.25 * max(epochs or [1])]
+        accs += later
     if accs:  # zoom on the part that matters: near 1.0 the differences are tenths of a percent
         low = min(accs)
         ax_acc.set_ylim(max(0.0, low - (1 - low) * 0.15), min(1.0, 1 + (1 - low) * 0.05))
+    if curve:
+        ax_loss.set_yscale("log")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
         if len(epochs) <= 20:
-            ax.set_xticks(epochs)
+            ax.set_xticks(epochs if not curve else sorted({0, *epochs}))
     if title:
         fig.suptitle(title)
     fig.tight_layout()

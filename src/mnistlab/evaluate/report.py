@@ -46,7 +46,8 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
 
     figures: dict[str, tuple[str, bytes]] = {}
     if history:
-        figures["curves"] = ("Learning curves", plots.to_png(plots.learning_curves(history, f"{run.config['model']} on {spec.name}")))
+        figures["curves"] = ("Learning curves", plots.to_png(plots.learning_curves(history, f"{run.config['model']} on {spec.name}",
+                                                                                   curve=run.curve)))
     figures["confusion"] = ("Confusion matrix", plots.to_png(plots.confusion_heatmap(np.array(ev["confusion_matrix"]), classes)))
     worst = ev["confident_mistakes"]
     if worst:
@@ -64,6 +65,7 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
 
     summary = [("test accuracy", ev["accuracy"]), ("errors", f"{ev['errors']:,} of {ev['n']:,}"), ("test loss", ev["loss"]),
                ("top-3 accuracy", ev["top_k_accuracy"].get("3")), ("macro F1", ev["macro_f1"]), ("ECE", ev["ece"]),
+               *_calibration_rows(m),
                ("train seconds", m.get("train_seconds")), ("parameters", m.get("params")),
                ("multiply-adds / image", m.get("macs")), ("test images / second", m.get("test_images_per_second"))]
     summary = [(k, v) for k, v in summary if v is not None]
@@ -82,6 +84,19 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
     atomic_write_bytes(out / "report.md", _markdown(title, run, summary, cfg_rows, env_rows, ev, figures).encode(),
                        hint="the run folder must be writable", error=RunError)
     return {"html": out / "report.html", "md": out / "report.md"}
+
+
+def _calibration_rows(m: dict) -> list[tuple[str, object]]:
+    """The temperature and what it did: ECE and NLL on the test set before and after (fitted on held-out
+    training images, never on the test set)."""
+    cal = m.get("calibration") or {}
+    if "temperature" not in cal or "images" not in cal:
+        return []
+    rows = [("temperature (fitted on held-out training images)", f"{cal['temperature']:.3f} on {cal['images']:,} images")]
+    if "test" in cal:
+        rows += [("ECE before calibration", cal["test"]["ece_before"]), ("test loss before / after calibration",
+                 f"{cal['test']['nll_before']:.4f} / {cal['test']['nll_after']:.4f}")]
+    return rows
 
 
 def _table_html(header: list[str], rows: list) -> str:

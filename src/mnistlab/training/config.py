@@ -30,6 +30,7 @@ class TrainConfig:
     dropout: float | None = None  # None keeps the model's own default
     augment: str = "none"  # none | light | strong | KEY=VAL,... (see train/augment.py)
     val_split: int = 0  # training images held out (seeded) for validation; never the test set
+    calibration_split: int = 5000  # nets: training images held out (seeded) to fit the temperature after training; with a val split its images serve instead; 0: no temperature
     train_subset: int | None = None  # use only this many training images, balanced across classes
     seed: int = 0  # one seed for init, shuffling, augmentation and dropout
     device: str = "auto"  # auto picks cuda, then mps, then cpu
@@ -56,6 +57,8 @@ class TrainConfig:
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing!r}")
         need(self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout!r}")
         need(self.val_split >= 0, f"val split must be >= 0 images, got {self.val_split!r}")
+        need(isinstance(self.calibration_split, int) and self.calibration_split >= 0,
+             f"calibration split must be a whole number >= 0 images, got {self.calibration_split!r}")
         need(self.train_subset is None or self.train_subset >= 1, f"train subset must be >= 1 image, got {self.train_subset!r}")
         need(self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads!r}")
         for name, value, allowed in (("optimizer", self.optimizer, OPTIMIZERS), ("schedule", self.schedule, SCHEDULES),
@@ -89,13 +92,13 @@ PRESETS = {
                          "model_args": {"widths": [32, 64, 128]}},
     # The same three on a GPU: large batches (a GPU step costs about the same at 128 or 512 images) and wider
     # nets where that is free; their accuracy measured on the CPU, their speed on a GPU (BENCHMARKS.md)
-    "speedrun-gpu": {"model": "speednet", "epochs": 1, "batch_size": 512, "optimizer": "adam", "lr": 8e-3,
+    "speedrun-gpu": {"model": "speednet", "epochs": 1, "batch_size": 512, "optimizer": "adam", "lr": 1.2e-2,
                      "schedule": "onecycle", "label_smoothing": 0.1, "augment": "none", "model_args": {"widths": [32, 64, 128]}},
-    "speedrun-995-gpu": {"model": "speednet", "epochs": 6, "batch_size": 512, "optimizer": "adam", "lr": 8e-3,
+    "speedrun-995-gpu": {"model": "speednet", "epochs": 6, "batch_size": 512, "optimizer": "adam", "lr": 1.2e-2,
                          "schedule": "onecycle", "label_smoothing": 0.1, "augment": "light", "model_args": {"widths": [32, 64, 128]}},
-    "speedrun-fashion-gpu": {"model": "speednet", "epochs": 6, "batch_size": 512, "optimizer": "adam", "lr": 8e-3,
+    "speedrun-fashion-gpu": {"model": "speednet", "epochs": 8, "batch_size": 512, "optimizer": "adam", "lr": 1.2e-2,
                              "schedule": "onecycle", "label_smoothing": 0.1, "augment": "none", "dataset": "fashion-mnist",
-                             "model_args": {"widths": [64, 128, 256]}},
+                             "model_args": {"widths": [32, 64, 128]}},
 }
 
 

@@ -151,7 +151,7 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float, engine: En
     """The optimiser of a run; on CUDA the fused implementation (one kernel for all parameters), and
     capturable for a CUDA-graph step (its step counter and learning rate on the device)."""
     fast = {}
-    if engine.device.type == "cuda" and name in ("adam", "adamw"):
+    if engine.device.type in ("cuda", "cpu") and name in ("adam", "adamw"):
         fast = {"fused": True, "capturable": engine.step == "cuda-graph"}
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **fast)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnistlab.calibration import apply_temperature, expected_calibration_error, fit_temperature, nll
 from mnistlab.data import get_spec, load_dataset
 from mnistlab.data.cache import DatasetCache, data_home
 from mnistlab.errors import InvalidArgument, MnistlabError, RunError, TrainingInterrupted
@@ -37,15 +38,25 @@ log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------- data
 
-def split_indices(labels: np.ndarray, cfg: TrainConfig, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Training and validation indices: a seeded hold-out of `val_split` images, then an optional
-    class-balanced subset of `train_subset` images (for the low-data case)."""
+MIN_CALIBRATION_IMAGES = 100  # fewer held-out images than this fit no temperature worth having
+
+
+def split_indices(labels: np.ndarray, cfg: TrainConfig, num_classes: int,
+                  neural: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training, validation and calibration indices: a seeded hold-out of `val_split` images; for a net
+    without one, a seeded hold-out of `calibration_split` images (at most a tenth of the set) to fit its
+    temperature on (with one, the validation images serve); then an optional class-balanced subset of
+    `train_subset` images (for the low-data case)."""
     n = len(labels)
     if cfg.val_split >= n:
         raise InvalidArgument(f"val split {cfg.val_split} must be smaller than the training set ({n} images)")
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(n)
-    val, train = np.sort(order[:cfg.val_split]), order[cfg.val_split:]
+    val = np.sort(order[:cfg.val_split])
+    calib_n = min(cfg.calibration_split, (n - cfg.val_split) // 10) if neural and not cfg.val_split else 0
+    calib_n = calib_n if calib_n >= MIN_CALIBRATION_IMAGES else 0
+    calib = np.sort(order[cfg.val_split:cfg.val_split + calib_n])
+    train = order[cfg.val_split + calib_n:]
     if cfg.train_subset is not None:
         if cfg.train_subset > len(train):
             raise InvalidArgument(f"train subset {cfg.train_subset} is larger than the {len(train)} training images left")
@@ -53,7 +64,9 @@ def split_indices(labels: np.ndarray, cfg: TrainConfig, num_classes: int) -> tup
         quota = np.full(num_classes, cfg.train_subset // num_classes)
         quota[: cfg.train_subset % num_classes] += 1
         train = np.concatenate([idx[:q] for idx, q in zip(per_class, quota)])
-    return np.sort(train), val
+    if neural and cfg.calibration_split and len(val) >= MIN_CALIBRATION_IMAGES:
+        calib = val
+    return np.sort(train), val, calib
 
 
 def _take(array: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -126,15 +139,17 @@ def evaluate_net(net, x, y, batch_size: int) -> tuple[float, float, np.ndarray]:
 # -------------------------------------------------------------------------------------- training
 
 def _versions() -> dict:
+    """Versions of what the run used, read from the installed packages' metadata (importing scikit-learn
+    just to ask would cost a second and a half)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
 
     v = {"mnistlab": __import__("mnistlab").__version__, "python": platform.python_version(), "numpy": np.__version__,
          "torch": torch.__version__}
     try:
-        import sklearn
-
-        v["scikit-learn"] = sklearn.__version__
-    except ImportError:
+        v["scikit-learn"] = version("scikit-learn")
+    except PackageNotFoundError:
         pass
     return v
 
@@ -180,8 +195,10 @@ def _requested_device(settings: dict, resume) -> str:
 
 
 def _config_of(cfg_dict: dict) -> TrainConfig:
-    """The TrainConfig inside a run's config.json (which also holds classes, input statistics, ...)."""
-    return TrainConfig(**{k: v for k, v in cfg_dict.items() if k in TrainConfig.__dataclass_fields__})
+    """The TrainConfig inside a run's config.json (which also holds classes, input statistics, ...). A run
+    written before calibration existed held no images out for it, and resumes that way."""
+    return TrainConfig(**{"calibration_split": 0,
+                          **{k: v for k, v in cfg_dict.items() if k in TrainConfig.__dataclass_fields__}})
 
 
 def _train(d: dist.Dist, model, dataset, out, config_file, resume, progress, data_dir, on_epoch_end, settings):
@@ -220,7 +237,7 @@ def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out,
         if resume is not None:
             return cfg_dict, str(run_dir), False
         train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress)
-        train_idx, _ = split_indices(train_ds.labels, cfg, spec.num_classes)
+        train_idx, _, _ = split_indices(train_ds.labels, cfg, spec.num_classes, info.family == "neural")
         run_dir = new_run_dir(out, cfg.model, spec.name)
         held.enter_context(run_lock(run_dir, new=True))
         mean, std = pixel_stats(_take(train_ds.images, train_idx))
@@ -240,8 +257,8 @@ def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out,
     spec = get_spec(cfg.dataset)
     train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress and d.main)
     test_ds = load_dataset(spec, "test", data_dir=data_dir) if cfg.evaluate_test else None
-    train_idx, val_idx = split_indices(train_ds.labels, cfg, spec.num_classes)
-    data = (train_ds, test_ds, train_idx, val_idx)
+    neural = get_model_info(cfg.model).family == "neural"
+    data = (train_ds, test_ds, *split_indices(train_ds.labels, cfg, spec.num_classes, neural))
     try:
         if get_model_info(cfg.model).family == "classical":
             return _train_classical(cfg, cfg_dict, run_dir, data, progress)
@@ -266,7 +283,7 @@ def _final_metrics(cfg: TrainConfig, cfg_dict: dict, extra: dict, device=None) -
 def _train_classical(cfg, cfg_dict, run_dir: Path, data, progress) -> Run:
     import skops.io as sio
 
-    train_ds, test_ds, train_idx, val_idx = data
+    train_ds, test_ds, train_idx, val_idx, _ = data
     est = create_model(cfg.model, num_classes=len(cfg_dict["classes"]), seed=cfg.seed, **(cfg.model_args or {}))
     flat = lambda imgs: np.asarray(imgs, dtype=np.float32).reshape(len(imgs), -1) / np.float32(255)  # noqa: E731
     x, y = flat(train_ds.images[train_idx]), np.asarray(train_ds.labels[train_idx])
@@ -310,7 +327,7 @@ def _engine(cfg: TrainConfig, d: dist.Dist) -> Engine:
 def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: dist.Dist = dist.SINGLE) -> Run | None:
     import torch
 
-    train_ds, test_ds, train_idx, val_idx = data
+    train_ds, test_ds, train_idx, val_idx, calib_idx = data
     engine = _engine(cfg, d)
     device = engine.device
     if cfg.threads:
@@ -428,14 +445,37 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
     test_probs = last["test_probs"]
     if test_probs is None and x_test is not None:  # resumed a run whose last epoch was done but whose final files were not
         _, _, test_probs = evaluate(x_test, y_test)
-    return _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, engine, d)
+    calibration = {"temperature": 1.0}
+    if len(calib_idx):
+        x_cal, y_cal = _tensors(train_ds.images[calib_idx], train_ds.labels[calib_idx], device)
+        _, _, cal_probs = evaluate(x_cal.contiguous(memory_format=torch.channels_last) if channels_last else x_cal, y_cal)
+        calibration = calibrate(cal_probs, np.asarray(train_ds.labels[calib_idx]), test_probs,
+                                np.asarray(test_ds.labels) if test_ds is not None else None)
+        if test_probs is not None:
+            test_probs = apply_temperature(test_probs, calibration["temperature"])
+    return _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, engine, d, calibration, n)
 
 
 def _cpu_state(net) -> dict:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()}
 
 
-def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, engine: Engine, d: dist.Dist) -> Run:
+def calibrate(cal_probs: np.ndarray, cal_labels: np.ndarray, test_probs: np.ndarray | None, test_labels) -> dict:
+    """Fit the temperature on the held-out images; the expected calibration error and NLL before and after,
+    on them and (reported only, never used to fit) on the test set."""
+    temperature = fit_temperature(cal_probs, cal_labels)
+    out = {"temperature": temperature, "images": int(len(cal_labels))}
+    for name, probs, labels in (("held_out", cal_probs, cal_labels), ("test", test_probs, test_labels)):
+        if probs is None:
+            continue
+        after = apply_temperature(probs, temperature)
+        out[name] = {"ece_before": expected_calibration_error(probs, labels)[0], "ece_after": expected_calibration_error(after, labels)[0],
+                     "nll_before": nll(probs, labels), "nll_after": nll(after, labels)}
+    return out
+
+
+def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, engine: Engine, d: dist.Dist,
+                calibration: dict, train_images: int) -> Run:
     import torch
     from safetensors.torch import save
 
@@ -454,6 +494,7 @@ def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs,
         "test_images_per_second": len(test_probs) / last["eval_seconds"] if last.get("eval_seconds") and test_probs is not None else None,
         "params": count_params(cpu_net), "macs": count_macs(cpu_net), **engine.describe(),
         "threads": torch.get_num_threads(), "best_test_accuracy": max(tested) if tested else None,
+        "train_images": train_images, "temperature": calibration["temperature"], "calibration": calibration,
         **({"world_size": d.world, "backend": d.backend} if d.active else {}),
         **({"val_accuracy": last["val_accuracy"]} if "val_accuracy" in last else {})}, engine.device))
     return Run(run_dir)

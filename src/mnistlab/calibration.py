@@ -1,0 +1,59 @@
+"""Temperature scaling (Guo et al. 2017): one number T per trained net, fitted after training on
+held-out training images, that divides the net's logits (equivalently: turns its probabilities p into
+p^(1/T), renormalised). The predicted class never changes; only how sure the net says it is. A net
+trained with label smoothing is too unsure (T < 1 sharpens it); an overfitted one too sure (T > 1).
+NumPy and SciPy only: the run folder, the trainer and the evaluation all use it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LOG_T_RANGE = (-3.0, 3.0)  # T between 0.05 and 20: far beyond what a trained classifier needs
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities p -> softmax(log(p) / T), float32; T = 1 returns them as they are."""
+    probs = np.asarray(probs)
+    if temperature == 1.0 or probs.size == 0:
+        return probs.astype(np.float32, copy=False)
+    z = np.log(np.clip(probs.astype(np.float64), 1e-300, None)) / temperature
+    z -= z.max(1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true labels."""
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels].astype(np.float64), 1e-300, None)).mean())
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of `labels` under `probs` (held-out data)."""
+    from scipy.optimize import minimize_scalar
+
+    labels = np.asarray(labels)
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-300, None))
+
+    def loss(log_t: float) -> float:
+        z = logp / np.exp(log_t)
+        z -= z.max(1, keepdims=True)
+        return float(np.log(np.exp(z).sum(1)).mean() - z[np.arange(len(labels)), labels].mean())
+
+    return float(np.exp(minimize_scalar(loss, bounds=LOG_T_RANGE, method="bounded", options={"xatol": 1e-4}).x))
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
+    """ECE over equal-width confidence bins (Guo et al. 2017), and the bins for a reliability diagram."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == np.asarray(y_true)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece, table = 0.0, []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            acc, mean_conf = float(correct[mask].mean()), float(conf[mask].mean())
+            ece += mask.mean() * abs(acc - mean_conf)
+            table.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(mask.sum()),
+                          "accuracy": acc, "confidence": mean_conf})
+    return float(ece), table
