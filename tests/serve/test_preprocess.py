@@ -1,4 +1,4 @@
-"""Preprocessing into MNIST's form: synthetic and real-MNIST-derived pictures."""
+"""Preprocessing into MNIST's form: synthetic and real-MNIST-derived pictures, in every family of pen and paper."""
 
 import io
 
@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import mnistlab
-from mnistlab.serve.photos import photo_of
+from mnistlab.serve.photos import FAMILIES, photo_of, render
 from mnistlab.serve.preprocess import ImageError, NoDigitFound, to_mnist
 
 
@@ -147,3 +147,43 @@ def test_real_mnist_digits_photographed(real_home, mnist_run):
     photo = mnist_run.predict(back)
     assert (photo == direct).mean() >= 0.93
     assert (photo == test.labels[idx]).mean() >= 0.9
+
+
+# --------------------------------------------------------------------- every pen and paper (serve/photos.py)
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_gives_clear_digits_back(family, real_home, mnist_run):
+    """A handful of MNIST test digits drawn in each family come back as the digits they were, and every
+    step of the pipeline shows something (what --save-preprocessed writes)."""
+    test = mnistlab.load_dataset("mnist", "test", data_dir=real_home)
+    rng = np.random.default_rng(7)
+    idx = CLEAR[:4]
+    pictures = [render(test.images[i], family, rng) for i in idx]
+    back = [to_mnist(p, keep_steps=True) for p in pictures]
+    for pre in back:
+        check_mnist_form(pre.image)
+        assert pre.inverted  # dark ink on paper, in every family
+        assert list(pre.steps) == ["1-gray", "2-ink", "3-clean", "4-crop", "5-fit20", "6-mnist"]
+        assert all(np.asarray(v).max() > 0 for v in pre.steps.values())
+    assert mnist_run.predict(np.stack([p.image for p in back])).tolist() == test.labels[idx].tolist()
+
+
+# test digits of plain shapes (a 1, a 2, a 3 and a 4), which the serving fixture's model reads with certainty
+CLEAR = [2, 1, 18, 4]
+
+
+def test_stroke_width_is_measured_and_brought_into_mnist_range():
+    from mnistlab.serve.preprocess import STROKE, normalize_stroke, stroke_width
+
+    canvas = np.zeros((200, 200), bool)
+    canvas[20:180, 90:110] = True  # a bar 20 px wide
+    assert abs(stroke_width(canvas) - 20) <= 1.5
+    thin = np.zeros((200, 200), bool)
+    thin[20:180, 100] = True  # a 1-px pen
+    grown = normalize_stroke(thin, thin.astype(float)) > 0.5
+    assert stroke_width(grown) >= 0.7 * STROKE * 200 * 0.72
+    fat = np.zeros((200, 200), bool)
+    fat[20:180, 60:140] = True  # a marker 80 px wide on a 160 px digit
+    slim = normalize_stroke(fat, fat.astype(float)) > 0.5
+    assert stroke_width(slim) <= 1.5 * STROKE * 200 * 1.44 and slim[100, 100]  # thinner, its centre kept

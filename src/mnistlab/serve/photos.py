@@ -140,28 +140,44 @@ def thick_marker(digit, rng):
     return _photo(ink, rng)
 
 
-@family("blurry-scan")
-def blurry_scan(digit, rng):
-    """A small, low-resolution scan enlarged: thick strokes with very soft edges."""
-    side = int(rng.integers(120, 240))
-    digit_side = int(side * rng.uniform(0.6, 0.85))
-    width = digit_side * rng.uniform(0.15, 0.22) * 0.7
-    ink = _place(pen(digit, digit_side, width, blur=width * rng.uniform(0.4, 0.7)), side, rng)
-    return _photo(ink, rng)
-
-
-@family("blocky-lowres")
-def blocky_lowres(digit, rng):
-    """A digit scanned at 8x8, 12x12 or 16x16 pixels and enlarged without smoothing: square blocks."""
+def _scanned(digit: np.ndarray, pixels: int, digit_side: int, smooth: bool) -> np.ndarray:
+    """The digit as a scanner with `pixels` pixels across the digit's longer side would see it, enlarged
+    again to `digit_side` pixels: smoothly (a blurry scan) or without smoothing (square blocks)."""
     from PIL import Image
 
-    low = int(rng.choice([8, 12, 16]))
-    small = Image.fromarray(digit).resize((low, low), Image.Resampling.BOX)
-    side = int(rng.integers(160, 300))
-    digit_side = int(side * rng.uniform(0.6, 0.9))
-    big = np.asarray(small.resize((digit_side, digit_side), Image.Resampling.NEAREST), np.float64) / 255
-    ink = _place(big, side, rng)
-    return _photo(ink, rng, jpeg=(80, 96))
+    ys, xs = np.nonzero(digit > 30)
+    tight = Image.fromarray(digit[ys.min(): ys.max() + 1, xs.min(): xs.max() + 1])
+    f = pixels / max(tight.size)
+    small = tight.resize((max(1, round(tight.size[0] * f)), max(1, round(tight.size[1] * f))), Image.Resampling.BOX)
+    g = digit_side / max(small.size)
+    big = small.resize((max(1, round(small.size[0] * g)), max(1, round(small.size[1] * g))),
+                       Image.Resampling.BICUBIC if smooth else Image.Resampling.NEAREST)
+    return np.clip(np.asarray(big, np.float64) / 255, 0, 1)
+
+
+@family("blurry-scan")
+def blurry_scan(digit, rng):
+    """A small low-resolution scan (10-16 pixels across the digit) enlarged smoothly: thick, soft, blurry strokes."""
+    from scipy import ndimage
+
+    side = int(rng.integers(120, 260))
+    digit_side = int(side * rng.uniform(0.5, 0.75))
+    big = _scanned(digit, int(rng.integers(10, 17)), digit_side, smooth=True)
+    big = ndimage.gaussian_filter(big, digit_side * rng.uniform(0.0, 0.03))
+    return _photo(_place(np.clip(big, 0, 1), side, rng), rng)
+
+
+def blocky(pixels: int):
+    def draw(digit, rng):
+        side = int(rng.integers(160, 300))
+        big = _scanned(digit, pixels, int(side * rng.uniform(0.5, 0.8)), smooth=False)
+        return _photo(_place(big, side, rng), rng, jpeg=(80, 96))
+    draw.__doc__ = f"A digit scanned {pixels} pixels across its longer side and enlarged without smoothing: square blocks."
+    return draw
+
+
+for _pixels in (8, 12, 16):
+    family(f"blocky-{_pixels}px")(blocky(_pixels))
 
 
 @family("coloured-ink")
