@@ -140,6 +140,12 @@ def classical_proba(est, x: np.ndarray) -> np.ndarray:
     return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def _read_json(path: Path, what: str):
     try:
         return json.loads(path.read_text())
@@ -178,18 +184,13 @@ class Run:
 
     @property
     def history(self) -> list[dict]:
-        p = self.path / "metrics.jsonl"
-        if not p.exists():
-            return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        """One row per completed epoch (metrics.jsonl)."""
+        return _read_jsonl(self.path / "metrics.jsonl")
 
     @property
     def curve(self) -> list[dict]:
         """Training loss and accuracy every few steps (curve.jsonl); empty for runs written before it existed."""
-        p = self.path / "curve.jsonl"
-        if not p.exists():
-            return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        return _read_jsonl(self.path / "curve.jsonl")
 
     @property
     def temperature(self) -> float:

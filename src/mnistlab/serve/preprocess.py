@@ -118,7 +118,6 @@ def deskew(img: np.ndarray) -> np.ndarray:
 # under 1.8, 10% over 3.6), measured on 2,000 training digits; strokes outside this band are redrawn
 STROKE = 2.5 / 20
 STROKE_BAND = (1.8 / 2.5, 3.6 / 2.5)
-THIN_TO = 1.0
 LARGE_INK = 0.12  # share of the picture above which the ink counts as large (see _remove_light)
 
 
@@ -314,9 +313,8 @@ def normalize_stroke(mask: np.ndarray, soft: np.ndarray) -> np.ndarray:
         return np.maximum(soft, ndimage.gaussian_filter(grown.astype(np.float64), 0.5))
     dt = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     ridge = mask & (dt >= ndimage.maximum_filter(dt, 3))
-    goal = hi * THIN_TO
-    core = dt > (width - goal) / 2
-    thinned = (core | (ndimage.distance_transform_edt(~ridge) <= goal / 2)) & mask
+    core = dt > (width - hi) / 2
+    thinned = (core | (ndimage.distance_transform_edt(~ridge) <= hi / 2)) & mask
     return ndimage.gaussian_filter(thinned.astype(np.float64), 0.5)
 
 
