@@ -222,6 +222,7 @@ def train_cmd(
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     precision: Optional[str] = typer.Option(None, help="auto, fp32 or bf16 (auto: bf16 where the CPU or GPU computes it natively)."),
     step: Optional[str] = typer.Option(None, help="auto, eager or cuda-graph (auto: a CUDA graph on CUDA)."),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="Write TensorBoard event files here (pip install 'mnistlab[tensorboard]')."),
     plain: bool = typer.Option(False, "--plain", help="Plain PyTorch for debugging: eager step, fp32 (= --step eager --precision fp32)."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this run's weights (transfer)."),
     freeze: Optional[str] = typer.Option(None, help="none or backbone (with --init-from)."),
@@ -243,6 +244,7 @@ def train_cmd(
                 "weight_decay": weight_decay, "label_smoothing": label_smoothing, "dropout": dropout, "augment": augment,
                 "val_split": val_split, "calibration_split": calibration_split, "train_subset": train_subset, "seed": seed,
                 "device": device, "threads": threads, "precision": precision, "step": step,
+                "tensorboard": str(tensorboard) if tensorboard else None,
                 "init_from": str(init_from) if init_from else None, "freeze": freeze, "preset": preset,
                 "model_args": _parse_model_args(model_arg) or None}
     if plain:

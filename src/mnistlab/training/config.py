@@ -42,6 +42,7 @@ class TrainConfig:
     freeze: str = "none"  # none | backbone: train only the new head when transferring
     model_args: dict = field(default_factory=dict)  # extra settings for the model factory (e.g. k for knn)
     preset: str | None = None  # a named recipe whose settings were applied (e.g. speedrun)
+    tensorboard: str | None = None  # folder for TensorBoard event files (pip install 'mnistlab[tensorboard]')
     evaluate_test: bool = True  # False for sweep trials: choosing settings must never look at the test set
 
     def validate(self) -> "TrainConfig":

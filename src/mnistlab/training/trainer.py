@@ -24,6 +24,7 @@ from mnistlab.data.cache import DatasetCache, data_home
 from mnistlab.errors import InvalidArgument, MnistlabError, RunError, TrainingInterrupted
 from mnistlab.models import count_macs, count_params, create_model, get_model_info
 from mnistlab.training import distributed as dist
+from mnistlab.training import tensorboard
 from mnistlab.training.augment import parse_augment
 from mnistlab.training.config import TrainConfig, resolve_config
 from mnistlab.training.curve import Curve
@@ -234,6 +235,10 @@ def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out,
             dist.check_batch(d, cfg.batch_size)
         if info.family == "neural":
             _engine(cfg, d)  # a device, precision or step this machine cannot run fails here, before the run folder
+        if cfg.tensorboard:
+            if info.family != "neural":
+                raise InvalidArgument(f"--tensorboard logs the training of neural nets; {cfg.model!r} is a {info.family} model")
+            tensorboard.check_available()
         if resume is not None:
             return cfg_dict, str(run_dir), False
         train_ds = load_dataset(spec, "train", data_dir=data_dir, progress=progress)
@@ -377,6 +382,7 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
     curve = Curve(total_steps, steps_per_epoch, curve_points)
     bar = _progress(progress)
     evaluate = lambda xs, ys: evaluate_net(net, xs, ys, cfg.eval_batch_size)  # noqa: E731
+    board = tensorboard.TensorBoardLog(cfg.tensorboard, cfg_dict["classes"], len(curve_points)) if cfg.tensorboard and d.main else None
 
     last = {"test_probs": None}  # the latest test probabilities (rank 0; None when the test set is not evaluated)
 
@@ -389,6 +395,8 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
             row["test_loss"], row["test_accuracy"], last["test_probs"] = evaluate(x_test, y_test)
             row["eval_seconds"] = time.perf_counter() - t1
         history.append(row)
+        if board:
+            board.epoch(row, curve.points, last["test_probs"], np.asarray(test_ds.labels) if test_ds is not None else None)
         append_jsonl(run_dir / "metrics.jsonl", history)
         append_jsonl(run_dir / "curve.jsonl", curve.points)
         save_torch(run_dir / "checkpoint.pt", {"model": _cpu_state(net), "optimizer": step.optimizer_state(),
@@ -440,6 +448,8 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
             if bar:
                 shown = row.get("test_accuracy", row.get("val_accuracy"))
                 bar.update(task, description=f"epoch {epoch + 1}/{cfg.epochs}" + (f" {'test' if 'test_accuracy' in row else 'val'} acc {shown:.4f}" if shown is not None else ""))
+    if board:
+        board.close()
     if not d.main:
         return None
     test_probs = last["test_probs"]
