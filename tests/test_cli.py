@@ -121,3 +121,29 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
 def test_usage_error_exit_code(capsys):
     assert run(["data", "show", "mnist"]) == 2  # --out is required
     assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_export_parquet_in_the_hugging_face_layout(real_home, tmp_path):
+    import io
+    import json
+
+    import pyarrow.parquet as pq
+
+    import mnistlab
+
+    assert run(["data", "export", "mnist", "--format", "parquet", "--out", str(tmp_path / "pq"), "--limit", "2000",
+                "--data-dir", str(real_home)]) == 0
+    assert sorted(p.name for p in (tmp_path / "pq" / "mnist").iterdir()) == ["test-00000-of-00001.parquet",
+                                                                            "train-00000-of-00001.parquet"]
+    table = pq.read_table(tmp_path / "pq" / "mnist" / "test-00000-of-00001.parquet")
+    assert table.schema.field("label").type == "int64" and table.num_rows == 2000
+    assert [f.name for f in table.schema.field("image").type] == ["bytes", "path"]
+    features = json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]
+    assert features["image"] == {"_type": "Image"} and features["label"]["names"] == list("0123456789")
+    test = mnistlab.load_dataset("mnist", "test", data_dir=real_home)
+    rows = table.to_pylist()
+    for i in (0, 1, 1999):
+        img = np.asarray(Image.open(io.BytesIO(rows[i]["image"]["bytes"])))
+        np.testing.assert_array_equal(img, test.images[i])
+        assert rows[i]["label"] == test.labels[i]

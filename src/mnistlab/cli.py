@@ -148,11 +148,11 @@ def data_show(name: str, out_path: Path = typer.Option(..., "--out", help="PNG f
 
 
 @data_app.command("export")
-def data_export(name: str, fmt: str = typer.Option(..., "--format", help="png or csv."),
+def data_export(name: str, fmt: str = typer.Option(..., "--format", help="png, csv or parquet (the Hugging Face hub's layout)."),
                 out_dir: Path = typer.Option(..., "--out", help="Folder to write into."),
                 limit: Optional[int] = typer.Option(None, help="At most this many images per split."),
                 data_dir: Optional[Path] = DataDir):
-    """Export a dataset as PNG files (one folder per class) or CSV (label, then 784 pixels)."""
+    """Export a dataset as PNG files (one folder per class), CSV (label, then 784 pixels) or Parquet (PNG bytes + label)."""
     from mnistlab.data.explore import export
 
     files = export(name, fmt, out_dir, data_dir=data_dir, limit=limit)

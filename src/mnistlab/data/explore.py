@@ -107,11 +107,19 @@ def export(name: str, fmt: str, out: str | Path, *, data_dir=None, limit: int | 
     """Write a dataset as files for other tools.
 
     png: `out/{split}/{class index}_{class name}/{index}.png` (the ImageFolder layout);
-    csv: `out/{name}_{split}.csv` with a header `label,pixel0..pixel783`, one image a row.
+    csv: `out/{name}_{split}.csv` with a header `label,pixel0..pixel783`, one image a row;
+    parquet: `out/{name}/{split}-00000-of-00001.parquet`, the layout of the Hugging Face hub's MNIST: a column
+    `image` (struct of PNG `bytes` and `path`) and a column `label` (int64), the class names in the schema's
+    `huggingface` metadata, so `datasets.load_dataset("parquet", ...)` sees an Image and a ClassLabel.
     """
     spec = get_spec(name)
-    if fmt not in ("png", "csv"):
-        raise InvalidArgument(f"unknown export format {fmt!r}; use png or csv")
+    if fmt not in ("png", "csv", "parquet"):
+        raise InvalidArgument(f"unknown export format {fmt!r}; use png, csv or parquet")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise InvalidArgument("--format parquet needs the pyarrow package: pip install 'mnistlab[parquet]'") from None
     if limit is not None and limit < 1:
         raise InvalidArgument(f"limit must be at least 1, got {limit}")
     out = ensure_dir(Path(out))
@@ -122,6 +130,9 @@ def export(name: str, fmt: str, out: str | Path, *, data_dir=None, limit: int | 
         if fmt == "csv":
             path = out / f"{spec.name}_{split}.csv"
             written.append(atomic_write(path, lambda fh, ds=ds, n=n: _write_csv(fh, ds, n)))
+        elif fmt == "parquet":
+            path = ensure_dir(out / spec.name) / f"{split}-00000-of-00001.parquet"
+            written.append(atomic_write(path, lambda fh, ds=ds, n=n: _write_parquet(fh, ds, n)))
         else:
             written.extend(_write_pngs(out / split, ds, n))
     return written
@@ -139,16 +150,32 @@ def _write_csv(fh, ds, n: int, chunk: int = 5000) -> None:
         fh.write(("\n".join(",".join(r) for r in text) + "\n").encode())
 
 
-def _write_pngs(root: Path, ds, n: int) -> list[Path]:
+def _png(image: np.ndarray) -> bytes:
     from PIL import Image
 
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write_pngs(root: Path, ds, n: int) -> list[Path]:
     folders = {c: ensure_dir(root / f"{c}_{_safe(name)}") for c, name in enumerate(ds.classes)}
-    written = []
-    for i in range(n):
-        buf = io.BytesIO()
-        Image.fromarray(np.asarray(ds.images[i])).save(buf, format="PNG")
-        written.append(atomic_write_bytes(folders[int(ds.labels[i])] / f"{i:06d}.png", buf.getvalue()))
-    return written
+    return [atomic_write_bytes(folders[int(ds.labels[i])] / f"{i:06d}.png", _png(ds.images[i])) for i in range(n)]
+
+
+def _write_parquet(fh, ds, n: int) -> None:
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    features = {"image": {"_type": "Image"}, "label": {"names": list(ds.classes), "_type": "ClassLabel"}}
+    schema = pa.schema([("image", image_type), ("label", pa.int64())],
+                       metadata={"huggingface": json.dumps({"info": {"features": features}})})
+    table = pa.table({"image": pa.array([{"bytes": _png(ds.images[i]), "path": None} for i in range(n)], type=image_type),
+                      "label": pa.array(np.asarray(ds.labels[:n], dtype=np.int64))}, schema=schema)
+    pq.write_table(table, fh)
 
 
 def _safe(name: str) -> str:
