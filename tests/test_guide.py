@@ -1,18 +1,19 @@
-"""The guide runs: every shell and Python block of docs/guide.md marked `run` is executed in order, in
-one working folder, against the real MNIST and Fashion-MNIST; its numbers come from BENCHMARKS.md.
+"""The guide runs: docs/guide.ipynb, made from docs/guide.md by docs/make_notebook.py and checked to be up to
+date, is executed top to bottom in a real Jupyter kernel (nbclient), in one working folder, against the real
+MNIST and Fashion-MNIST; every shell and Python block of the guide marked `run` is one of its cells, and the
+pictures the guide makes are the notebook's outputs. Its numbers come from BENCHMARKS.md.
 
 Fences: ```sh run``` (bash), ```sh run ci="ARGS"``` (ARGS appended to each `mnistlab train` or
 `mnistlab sweep` line, so the suite stays fast; the guide says so in its text), ```python run```
-(one namespace for the whole guide, like a notebook), ```toml file=NAME``` (written to NAME), and
+(one namespace for the whole guide: it is a notebook), ```toml file=NAME``` (written to NAME), and
 ```sh norun="why"``` for a block that cannot run here (the reason is required).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,19 +21,22 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "guide.md"
-FENCE = re.compile(r"^```(\w*)([^\n]*)\n(.*?)^```[ \t]*$", re.M | re.S)
 RUNNABLE = {"sh", "bash", "python"}
 
 
+def _make_notebook():
+    spec = importlib.util.spec_from_file_location("make_notebook", REPO / "docs" / "make_notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_notebook = _make_notebook()
+FENCE = make_notebook.FENCE
+
+
 def blocks(path: Path = GUIDE) -> list[dict]:
-    out = []
-    for m in FENCE.finditer(path.read_text()):
-        lang, info, body = m.group(1), m.group(2).strip(), m.group(3)
-        words = shlex.split(info) if info else []
-        opts = dict(w.split("=", 1) if "=" in w else (w, True) for w in words)
-        line = path.read_text()[: m.start()].count("\n") + 1
-        out.append({"lang": lang, "opts": opts, "body": body, "line": line})
-    return out
+    return make_notebook.blocks(path.read_text())
 
 
 def test_every_code_block_is_runnable_or_says_why_not():
@@ -67,34 +71,34 @@ def test_pictures_and_links_exist():
         assert (GUIDE.parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_notebook_is_made_from_the_guide():
+    assert (REPO / "docs" / "guide.ipynb").read_text() == make_notebook.render(make_notebook.guide_notebook()), \
+        "docs/guide.ipynb is stale: run .venv/bin/python docs/make_notebook.py"
+
+
 @pytest.mark.realdata
 def test_the_guide_runs(real_home, tmp_path, monkeypatch):
-    env = {**os.environ, "MNISTLAB_HOME": str(real_home), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
     monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "guide"}
-    ran = 0
-    for b in blocks():
-        where = f"docs/guide.md:{b['line']}"
-        if b["lang"] == "toml" and "file" in b["opts"]:
-            (tmp_path / b["opts"]["file"]).write_text(b["body"])
-        elif "run" not in b["opts"]:
-            continue
-        elif b["lang"] == "python":
-            try:
-                exec(compile(b["body"], where, "exec"), namespace)
-            except Exception as exc:
-                pytest.fail(f"{where}: the Python block failed: {type(exc).__name__}: {exc}")
-            ran += 1
-        else:
-            script = b["body"]
-            if isinstance(b["opts"].get("ci"), str):
-                script = re.sub(r"^(mnistlab (?:train|sweep)\b.*)$", lambda m: f"{m.group(1)} {b['opts']['ci']}", script, flags=re.M)
-            done = subprocess.run(["bash", "-eo", "pipefail", "-c", script], env=env, cwd=tmp_path, capture_output=True,
-                                  text=True, timeout=900)
-            assert done.returncode == 0, f"{where}: the block failed:\n{script}\n{done.stderr[-3000:]}"
-            ran += 1
-    assert ran >= 20
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(REPO / "docs" / "guide.ipynb", as_version=4)
+    for cell in nb.cells:  # the suite's shorter settings, as the guide's text says
+        ci = cell.get("metadata", {}).get("mnistlab", {}).get("ci")
+        if ci:
+            cell.source = re.sub(r"^(mnistlab (?:train|sweep)\b.*)$", lambda m: f"{m.group(1)} {ci}", cell.source, flags=re.M)
+    client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        pytest.fail(f"a cell of docs/guide.ipynb failed: {str(exc)[-3000:]}")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert len(code) >= 20 and all(c.execution_count for c in code)
+    pictures = [o for c in code for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(pictures) >= 4  # the samples, class means, augmentation and Fashion-MNIST pictures, shown in the notebook
     # what the guide says the blocks make, they made
     for made in ("mnist-samples.png", "mnist-means.png", "augmented.png", "runs/cnn/report.html", "digits.onnx",
                  "sweeps/cnn/sweep.md", "runs/fashion-from-mnist/metrics.json", "steps"):
