@@ -212,7 +212,9 @@ def train_cmd(
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing"),
     dropout: Optional[float] = typer.Option(None, help="Dropout rate (default: the model's)."),
-    augment: Optional[str] = typer.Option(None, help="none, light, strong, or KEY=VAL,... e.g. rotate=10,elastic=0.3"),
+    augment: Optional[str] = typer.Option(None, help="none, light, strong, or KEY=VAL,... e.g. rotate=10,elastic=0.3 (also flip, mixup, cutmix)"),
+    ema: Optional[float] = typer.Option(None, "--ema", help="Evaluate and save a moving average of the weights with this decay (e.g. 0.999)."),
+    tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: none, shift or shift-rotate."),
     val_split: Optional[int] = typer.Option(None, "--val-split", help="Training images held out for validation."),
     calibration_split: Optional[int] = typer.Option(None, "--calibration-split",
                                                     help="Training images held out to fit the temperature (default 5000; 0: none)."),
@@ -242,7 +244,7 @@ def train_cmd(
 
     settings = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
                 "weight_decay": weight_decay, "label_smoothing": label_smoothing, "dropout": dropout, "augment": augment,
-                "val_split": val_split, "calibration_split": calibration_split, "train_subset": train_subset, "seed": seed,
+                "ema": ema, "tta": tta, "val_split": val_split, "calibration_split": calibration_split, "train_subset": train_subset, "seed": seed,
                 "device": device, "threads": threads, "precision": precision, "step": step,
                 "tensorboard": str(tensorboard) if tensorboard else None,
                 "init_from": str(init_from) if init_from else None, "freeze": freeze, "preset": preset,
@@ -270,14 +272,29 @@ def train_cmd(
 
 
 @app.command("ensemble")
-def ensemble_cmd(runs: list[Path] = typer.Argument(..., help="Two or more run folders trained on the same dataset."),
-                 out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder for the ensemble.")):
-    """Average the test probabilities of several runs into an ensemble run."""
-    from mnistlab.training.ensemble import make_ensemble
+def ensemble_cmd(runs: list[Path] = typer.Argument(None, help="Two or more run folders trained on the same dataset."),
+                 recipe: Optional[str] = typer.Option(None, "--recipe", help="Train the members first: a preset, e.g. best-mnist."),
+                 members: int = typer.Option(3, "--members", help="With --recipe: how many members (seeds 0, 1, ...)."),
+                 device: Optional[str] = typer.Option(None, help="With --recipe: auto, cpu, cuda or mps."),
+                 out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder for the ensemble (with --recipe: its members too)."),
+                 quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+                 data_dir: Optional[Path] = DataDir):
+    """Average the calibrated test probabilities of several runs into an ensemble run; or, with --recipe,
+    train the members first (one after another; give the same command again to resume where it stopped)."""
+    from mnistlab.training.ensemble import make_ensemble, train_ensemble
 
-    run = make_ensemble(runs, out=out_dir)
-    out.print(f"run folder: {run.path}  ({len(runs)} members)")
-    print(f"test accuracy: {run.metrics['test_accuracy']:.4f}")
+    if recipe is None:
+        if device is not None:
+            raise MnistlabError("--device is for training the members of --recipe; runs already trained need none")
+        run = make_ensemble(runs or [], out=out_dir, data_dir=data_dir)
+    elif runs:
+        raise MnistlabError("give run folders or --recipe NAME, not both")
+    else:
+        run = train_ensemble(recipe, members, out=out_dir, device=device, progress=not quiet, data_dir=data_dir)
+    m = run.metrics
+    out.print(f"run folder: {run.path}  ({len(m['members'])} members: "
+              + ", ".join(f"{x['test_accuracy']:.4f}" for x in m["members"]) + ")")
+    print(f"test accuracy: {m['test_accuracy']:.4f}")
 
 
 @app.command("evaluate")

@@ -40,7 +40,7 @@ def new_run_dir(out: str | Path | None, model: str, dataset: str) -> Path:
     (made here, with a suffix -2, -3... when another run took the name in the same second)."""
     if out is not None:
         path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and (not path.is_dir() or any(p.name != ".lock" for p in path.iterdir())):
             raise RunError(f"{path} already exists and is not an empty folder; choose another --out or use --resume {path}")
         return ensure_dir(path, RUN_HINT, RunError)
     stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{dataset}"
@@ -216,6 +216,16 @@ class Run:
             return self._load_skops()
         return self._load_net()
 
+    @cached_property
+    def predictor(self):
+        """A net as it predicts: with the test-time augmentation it was evaluated with (mnistlab/tta.py);
+        other kinds of model as they are."""
+        if self.family != "neural":
+            return self.model
+        from mnistlab.tta import with_tta
+
+        return with_tta(self.model, self.config.get("tta"))
+
     def _load_net(self):
         import torch
 
@@ -265,7 +275,7 @@ class Run:
             return classical_proba(self.model, x.reshape(len(x), -1))
         import torch
 
-        out, net, temperature = [], self.model, self.temperature  # loaded outside inference mode: its weights stay ordinary tensors
+        out, net, temperature = [], self.predictor, self.temperature  # loaded outside inference mode: its weights stay ordinary tensors
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
                 xb = torch.from_numpy(x[i:i + batch_size]).unsqueeze(1).contiguous(memory_format=torch.channels_last)

@@ -145,3 +145,46 @@ def test_on_a_gpu_inside_a_captured_graph():
     graph.replay()
     assert not torch.equal(first, out)  # new random numbers on every replay
     assert abs(float(orientation(out.float().cpu()).abs().max())) < 25
+
+
+def test_flip_mirrors_exactly_the_chosen_share():
+    x = torch.rand(N, 1, 28, 28)
+    out = augment_batch(x, Augment(flip=0.5), torch.Generator().manual_seed(0))
+    mirrored = (out - x.flip(3)).abs().amax((1, 2, 3)) < 1e-5
+    kept = (out - x).abs().amax((1, 2, 3)) < 1e-5
+    assert bool((mirrored ^ kept).all())  # every image is either the mirror or itself, exactly
+    assert 0.45 < mirrored.float().mean() < 0.55
+
+
+def test_mixup_blends_with_the_previous_image_and_says_how_much():
+    from mnistlab.training.augment import mix_batch
+
+    x, y = torch.rand(N, 1, 28, 28), torch.arange(N) % 10
+    out, y2, w = mix_batch(x, y, Augment(mixup=1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(y2, y.roll(1, 0))
+    torch.testing.assert_close(out, w.view(-1, 1, 1, 1) * x + (1 - w.view(-1, 1, 1, 1)) * x.roll(1, 0))
+    assert 0.45 < float(w.mean()) < 0.55 and float(w.min()) >= 0 and float(w.max()) <= 1  # uniform weights
+
+
+def test_cutmix_pastes_a_box_and_weighs_by_what_is_left():
+    from mnistlab.training.augment import mix_batch
+
+    x, y = torch.zeros(N, 1, 28, 28), torch.arange(N) % 10
+    x += (torch.arange(N) % 2).view(-1, 1, 1, 1).float()  # odd images all 1, even all 0: a pasted pixel shows
+    out, _, w = mix_batch(x, y, Augment(cutmix=1.0), torch.Generator().manual_seed(1))
+    own = (out == x).float().flatten(1).mean(1)
+    torch.testing.assert_close(w, own)  # the weight is the share of the image's own pixels
+    assert bool(((out == x) | (out == x.roll(1, 0))).all())  # every pixel is its own or the neighbour's
+    assert 0.3 < float(w.mean()) < 0.8 and float(w.min()) < 0.2
+
+
+def test_mixing_chooses_the_asked_share_and_reproduces():
+    from mnistlab.training.augment import mix_batch
+
+    x, y = torch.rand(N, 1, 28, 28), torch.arange(N) % 10
+    a = mix_batch(x, y, Augment(mixup=0.3), torch.Generator().manual_seed(5))
+    b = mix_batch(x, y, Augment(mixup=0.3), torch.Generator().manual_seed(5))
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert 0.25 < float((a[2] < 1).float().mean()) < 0.35
+    with pytest.raises(InvalidArgument, match="cutmix=1.5"):
+        parse_augment("cutmix=1.5")

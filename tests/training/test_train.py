@@ -330,3 +330,54 @@ def test_unknown_setting_in_config(tmp_path):
     cfg.write_text("epoch = 3\n")
     with pytest.raises(UnknownName, match="did you mean 'epochs'"):
         train(config_file=cfg)
+
+
+def test_weight_average_and_test_time_augmentation_end_to_end(real_home, tmp_path):
+    """The averaged weights are the ones saved and evaluated; the test-time views are part of every
+    prediction (the run's own test probabilities, predict_proba, the ONNX export); resume keeps the average."""
+    from mnistlab.serve.export import export_run
+
+    kw = {"model": "speednet", "ema": 0.9, "tta": "shift", "augment": "light,cutmix=0.5,mixup=0.2", "epochs": 2,
+          "train_subset": 1000}
+    whole = quick(real_home, tmp_path, name="whole", **kw)
+    assert whole.config["ema"] == 0.9 and whole.metrics["test_accuracy"] > 0.8
+    test = mnistlab.load_dataset("mnist", "test", data_dir=real_home)
+    np.testing.assert_allclose(whole.predict_proba(test.images[:200]), whole.test_probs()[:200], atol=1e-5)
+    # the saved weights are the average's, not the last step's
+    ckpt = torch.load(whole.path / "checkpoint.pt", weights_only=True)
+    saved = whole.model.state_dict()
+    assert any(not torch.equal(ckpt["model"][k], saved[k]) for k in saved if saved[k].is_floating_point())
+    assert all(torch.equal(ckpt["average"]["module"][k], saved[k]) for k in saved)
+    result = export_run(whole, "onnx", tmp_path / "m.onnx")
+    assert result["max_abs_difference"] < 1e-4
+
+    def stop_after_first(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train(out=tmp_path / "cut", data_dir=real_home, device="cpu", on_epoch_end=stop_after_first, **kw)
+    resumed = train(resume=tmp_path / "cut", data_dir=real_home)
+    assert _strip(resumed.history) == _strip(whole.history)
+    np.testing.assert_array_equal(resumed.test_probs(), whole.test_probs())
+
+
+def test_ensemble_recipe_trains_its_members_and_resumes(real_home, tmp_path, monkeypatch, capsys):
+    from mnistlab.training import config
+
+    monkeypatch.setitem(config.PRESETS, "tiny", {"model": "mlp", "epochs": 1, "train_subset": 600, "device": "cpu"})
+    out = tmp_path / "ens"
+    assert cli(["ensemble", "--recipe", "tiny", "--members", "2", "--out", str(out), "-q", "--data-dir", str(real_home)]) == 0
+    ens = load_run(out)
+    members = [load_run(out / "members" / f"seed-{k}") for k in range(2)]
+    assert [m.config["seed"] for m in members] == [0, 1] and ens.metrics["recipe"] == "tiny"
+    np.testing.assert_allclose(ens.test_probs(), (members[0].test_probs() + members[1].test_probs()) / 2, atol=1e-6)
+    assert "test accuracy:" in capsys.readouterr().out
+    # given again: the finished members are reused as they are, not trained again
+    stamp = [(m.path / "model.safetensors").stat().st_mtime_ns for m in members]
+    assert cli(["ensemble", "--recipe", "tiny", "--members", "2", "--out", str(out), "-q", "--data-dir", str(real_home)]) == 0
+    assert [(m.path / "model.safetensors").stat().st_mtime_ns for m in members] == stamp
+    assert cli(["ensemble", "--recipe", "no-such", "--out", str(tmp_path / "x")]) != 0
+    assert "unknown recipe 'no-such'" in capsys.readouterr().err
+    assert cli(["ensemble", str(members[0].path), "--recipe", "tiny"]) != 0
+    assert "not both" in capsys.readouterr().err

@@ -100,7 +100,7 @@ class ModelStore:
                 if model_id not in runs:
                     raise KeyError(model_id)
                 run = runs[model_id]
-                run.model  # load once, here, not on the first request's clock
+                run.predictor  # load once, here, not on the first request's clock
                 self._loaded[model_id] = run
             return self._loaded[model_id]
 

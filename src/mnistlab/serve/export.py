@@ -75,7 +75,7 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
         raise InvalidArgument(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
     if run.family != "neural":
         raise RunError(f"{run.path} is a {run.family} model ({run.config['model']}); only neural nets export to {fmt}")
-    model = _with_softmax(run.model, run.temperature)
+    model = _with_softmax(run.predictor, run.temperature)
     out = Path(out) if out else run.path / f"model{FORMATS[fmt]}"
     example = torch.rand(2, 1, 28, 28)
     hint = "choose another --out"

@@ -1,4 +1,5 @@
-"""Batched data augmentation on tensors: rotation, shift, scale, shear, elastic distortion, erasing.
+"""Batched data augmentation on tensors: rotation, shift, scale, shear, mirror, elastic distortion, erasing,
+and the label-mixing kinds (mixup, cutmix), which return a second label and its weight.
 
 One random draw, one affine grid per batch (plus an optional smooth displacement field, upsampled from a
 few random knots) and one `grid_sample`, all on the images' device: no per-image Python work and no
@@ -27,10 +28,18 @@ class Augment:
     elastic_alpha: float = 34.0  # displacement strength in pixels, before smoothing
     elastic_sigma: float = 4.0  # smoothness of the displacement field, pixels
     erase: float = 0.0  # probability of erasing one random rectangle (Zhong et al. 2017)
+    flip: float = 0.0  # probability of a left-right mirror: for clothes, never for digits or letters
+    mixup: float = 0.0  # probability that an image is blended with another of the batch (Zhang et al. 2018)
+    cutmix: float = 0.0  # probability that an image gets a rectangle of another pasted in (Yun et al. 2019)
 
     @property
     def active(self) -> bool:
-        return any((self.rotate, self.shift, self.scale, self.shear, self.elastic, self.erase))
+        """Whether the images are changed one by one (the mixing kinds are `mixing`)."""
+        return any((self.rotate, self.shift, self.scale, self.shear, self.elastic, self.erase, self.flip))
+
+    @property
+    def mixing(self) -> bool:
+        return bool(self.mixup or self.cutmix)
 
 
 PRESETS = {
@@ -38,6 +47,9 @@ PRESETS = {
     "light": Augment(rotate=10, shift=0.1, scale=0.1),
     "strong": Augment(rotate=12, shift=0.12, scale=0.15, shear=10, elastic=0.5, erase=0.1),
 }
+
+
+PROBABILITIES = ("elastic", "erase", "flip", "mixup", "cutmix")
 
 
 def parse_augment(text: str | Augment | None) -> Augment:
@@ -60,7 +72,7 @@ def parse_augment(text: str | Augment | None) -> Augment:
             value = float(val)
         except ValueError:
             raise InvalidArgument(f"augmentation setting {key}={val!r} is not a number") from None
-        if value < 0 or (key in ("elastic", "erase") and value > 1) or (key == "elastic_sigma" and value == 0):
+        if value < 0 or (key in PROBABILITIES and value > 1) or (key == "elastic_sigma" and value == 0):
             raise InvalidArgument(f"augmentation setting {key}={value} is out of range")
         aug = replace(aug, **{key: value})
     return aug
@@ -117,10 +129,13 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator | None = N
     zoom = 1 + r[:, _ZOOM] * aug.scale
     tx, ty = r[:, _TX] * (2 * aug.shift), r[:, _TY] * (2 * aug.shift)  # grid coordinates span 2 units
     cos, sin, tan = torch.cos(angle), torch.sin(angle), torch.tan(shear)
-    # sampling grid = inverse transform: rotate, shear along x, then scale; one grid for all four
+    # a mirror negates the output's x: the first column of the sampling matrix (drawn apart, and only when
+    # asked for, so the other settings' random numbers stay what they were)
+    mirror = (1 - 2 * (torch.rand(n, generator=gen, device=dev) < aug.flip).float()) if aug.flip > 0 else torch.ones(n, device=dev)
+    # sampling grid = inverse transform: rotate, shear along x, then scale; one grid for all of them
     theta = torch.stack([
-        torch.stack([cos / zoom, (-sin + tan * cos) / zoom, tx], 1),
-        torch.stack([sin / zoom, (cos + tan * sin) / zoom, ty], 1),
+        torch.stack([mirror * cos / zoom, (-sin + tan * cos) / zoom, tx], 1),
+        torch.stack([mirror * sin / zoom, (cos + tan * sin) / zoom, ty], 1),
     ], 1).to(dt)
     grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)
     if aug.elastic > 0:
@@ -141,6 +156,36 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator | None = N
                 & (xs < (x0 + ew).view(-1, 1, 1)) & (u[:, _ERASE] < aug.erase).view(-1, 1, 1))
         out = out.masked_fill(mask.unsqueeze(1), 0.0)
     return out
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, aug: Augment, gen: torch.Generator | None = None):
+    """Mixup and cutmix within a batch: image i is mixed with image i-1 (the batch is already shuffled).
+
+    Returns (images, second labels, weight of the first label per image): the loss is
+    w * CE(y) + (1 - w) * CE(y2). The mixing weight is uniform in (0, 1) (Beta(1, 1), as in cutmix's paper);
+    a cutmix image's weight is the share of its own pixels left. Images not chosen keep weight 1."""
+    n, _, h, w = x.shape
+    dev, dt = x.device, x.dtype
+    u = torch.rand(n, 5, generator=gen, device=dev)
+    other, y2 = x.roll(1, 0), y.roll(1, 0)
+    lam = u[:, 1]
+    use_cut = u[:, 0] < aug.cutmix
+    use_mix = ~use_cut & (u[:, 0] < aug.cutmix + aug.mixup * (1 - aug.cutmix))
+    # cutmix: a box of (1 - lam) of the area, centred anywhere, clipped at the border
+    side = torch.sqrt(1 - lam)
+    cy, cx = u[:, 2] * h, u[:, 3] * w
+    y0, y1 = (cy - side * h / 2).clamp(0, h), (cy + side * h / 2).clamp(0, h)
+    x0, x1 = (cx - side * w / 2).clamp(0, w), (cx + side * w / 2).clamp(0, w)
+    ys = torch.arange(h, device=dev, dtype=dt).view(1, h, 1) + 0.5
+    xs = torch.arange(w, device=dev, dtype=dt).view(1, 1, w) + 0.5
+    box = ((ys >= y0.view(-1, 1, 1)) & (ys < y1.view(-1, 1, 1)) & (xs >= x0.view(-1, 1, 1)) & (xs < x1.view(-1, 1, 1))
+           & use_cut.view(-1, 1, 1)).unsqueeze(1)
+    cut_weight = 1 - box.flatten(1).float().mean(1)
+    mix_weight = torch.where(use_mix, lam, torch.ones_like(lam)).to(dt)
+    out = torch.where(box, other, x)
+    out = out * mix_weight.view(-1, 1, 1, 1) + other * (1 - mix_weight).view(-1, 1, 1, 1)
+    weight = torch.where(use_cut, cut_weight, mix_weight)
+    return out, y2, weight
 
 
 def augment_uint8(images, aug: Augment, seed: int = 0):

@@ -1,7 +1,7 @@
 """One training step, two ways to run it.
 
 The epoch loop calls `step(x, y, lr, gen)` once per batch; the step object owns what happens then
-(augmentation, forward, loss, backward, the optimiser update) and keeps the running loss, accuracy
+(augmentation, forward, loss, backward, the optimiser update, the weight average's update) and keeps the running loss, accuracy
 and image count on the device, so the loop never waits for the accelerator; `totals()` reads them.
 
 - EagerStep: PyTorch as written, on any device, in fp32 or under bf16 autocast.
@@ -20,17 +20,19 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from mnistlab.training.augment import Augment, augment_batch
+from mnistlab.training.augment import Augment, augment_batch, mix_batch
+from mnistlab.training.averaging import WeightAverage
 from mnistlab.training.engine import Engine
 
 
 class EagerStep:
     def __init__(self, net, optimizer, engine: Engine, *, label_smoothing: float = 0.0, augment: Augment | None = None,
-                 forward=None):
+                 forward=None, average: WeightAverage | None = None):
         self.net, self.opt, self.engine = net, optimizer, engine
         self.forward = forward or net  # DistributedDataParallel wraps the net for the step
         self.label_smoothing = label_smoothing
         self.augment = augment or Augment()
+        self.average = average
         self.channels_last = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
         dev = engine.device
         self._loss = torch.zeros((), device=dev)
@@ -45,22 +47,41 @@ class EagerStep:
         for g in self.opt.param_groups:
             g["lr"] = lr
 
+    def _prepare(self, lr: float) -> None:
+        """The host's part of a step: this step's learning rate and weight-average rate, written in place."""
+        self._set_lr(lr)
+        if self.average is not None:
+            self.average.advance()
+
+    def _criterion(self, logits, y, mixed):
+        ce = lambda target, reduction: F.cross_entropy(logits, target, label_smoothing=self.label_smoothing,  # noqa: E731
+                                                       reduction=reduction)
+        if mixed is None:
+            return ce(y, "mean")
+        y2, weight = mixed
+        return (weight * ce(y, "none") + (1 - weight) * ce(y2, "none")).mean()
+
     def _compute(self, x, y, gen):
         """Augment, forward, loss, backward, update; returns this batch's summed loss and correct count."""
         if self.augment.active:
             x = augment_batch(x, self.augment, gen)
+        mixed = None
+        if self.augment.mixing:
+            x, *mixed = mix_batch(x, y, self.augment, gen)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             logits = self.forward(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+        loss = self._criterion(logits.float(), y, mixed)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.average is not None:
+            self.average.update()
         return loss.detach() * len(y), (logits.argmax(1) == y).sum()
 
     def __call__(self, x, y, lr: float, gen: torch.Generator | None = None) -> None:
-        self._set_lr(lr)
+        self._prepare(lr)
         loss, correct = self._compute(x, y, gen)
         self._loss += loss
         self._correct += correct
@@ -119,7 +140,7 @@ class GraphStep(EagerStep):
         if len(y) != self.batch_size:
             super().__call__(x, y, lr, None)
             return
-        self._set_lr(lr)
+        self._prepare(lr)
         if self.graph is None and self._warm < self.WARMUP_STEPS:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -140,8 +161,8 @@ class GraphStep(EagerStep):
 
 
 def make_step(net, optimizer, engine: Engine, *, batch_size: int, label_smoothing: float, augment: Augment,
-              forward=None) -> EagerStep:
-    kw = {"label_smoothing": label_smoothing, "augment": augment, "forward": forward}
+              forward=None, average: WeightAverage | None = None) -> EagerStep:
+    kw = {"label_smoothing": label_smoothing, "augment": augment, "forward": forward, "average": average}
     if engine.step == "cuda-graph":
         return GraphStep(net, optimizer, engine, batch_size=batch_size, **kw)
     return EagerStep(net, optimizer, engine, **kw)

@@ -26,6 +26,7 @@ from mnistlab.models import count_macs, count_params, create_model, get_model_in
 from mnistlab.training import distributed as dist
 from mnistlab.training import tensorboard
 from mnistlab.training.augment import parse_augment
+from mnistlab.training.averaging import WeightAverage
 from mnistlab.training.config import TrainConfig, resolve_config
 from mnistlab.training.curve import Curve
 from mnistlab.training.engine import Engine, hardware_name, resolve_engine
@@ -33,6 +34,7 @@ from mnistlab.run import (Run, append_jsonl, build_net, classical_proba, load_ch
                           save_torch, write_json)
 from mnistlab.training.schedule import lr_at
 from mnistlab.training.step import make_optimizer, make_step
+from mnistlab.tta import with_tta
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +364,10 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
         history, start_epoch, train_seconds = list(ckpt["history"]), int(ckpt["epoch"]), float(ckpt.get("train_seconds", 0))
         curve_points = list(ckpt.get("curve", []))
         log.info("resuming %s after epoch %d", run_dir, start_epoch)
+    average = WeightAverage(net, cfg.ema) if cfg.ema else None  # evaluated and saved in the net's place
+    if average is not None and ckpt is not None and "average" in ckpt:
+        average.load_state_dict(ckpt["average"])
+    kept = average.module if average is not None else net  # the weights that are evaluated and saved
     forward = None
     if d.active:  # rank 0's weights (fresh, transferred or resumed) are broadcast to every process here
         from torch.nn.parallel import DistributedDataParallel
@@ -375,13 +381,14 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
         x, x_test, x_val = (t.contiguous(memory_format=torch.channels_last) if t is not None else None for t in (x, x_test, x_val))
     n, bs = len(x), cfg.batch_size
     step = make_step(net, opt, engine, batch_size=bs // d.world, label_smoothing=cfg.label_smoothing,
-                     augment=parse_augment(cfg.augment), forward=forward)
+                     augment=parse_augment(cfg.augment), forward=forward, average=average)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
     steps_per_epoch = (n + bs - 1) // bs
     total_steps = steps_per_epoch * cfg.epochs
     curve = Curve(total_steps, steps_per_epoch, curve_points)
     bar = _progress(progress)
-    evaluate = lambda xs, ys: evaluate_net(net, xs, ys, cfg.eval_batch_size)  # noqa: E731
+    predictor = with_tta(kept, cfg.tta)
+    evaluate = lambda xs, ys: evaluate_net(predictor, xs, ys, cfg.eval_batch_size)  # noqa: E731
     board = tensorboard.TensorBoardLog(cfg.tensorboard, cfg_dict["classes"], len(curve_points)) if cfg.tensorboard and d.main else None
 
     last = {"test_probs": None}  # the latest test probabilities (rank 0; None when the test set is not evaluated)
@@ -401,7 +408,8 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
         append_jsonl(run_dir / "curve.jsonl", curve.points)
         save_torch(run_dir / "checkpoint.pt", {"model": _cpu_state(net), "optimizer": step.optimizer_state(),
                                                "epoch": row["epoch"], "history": history, "curve": curve.points,
-                                               "train_seconds": train_seconds})
+                                               "train_seconds": train_seconds,
+                                               **({"average": average.state_dict()} if average is not None else {})})
         if on_epoch_end:
             on_epoch_end(row["epoch"], row)
 
@@ -463,7 +471,7 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
                                 np.asarray(test_ds.labels) if test_ds is not None else None)
         if test_probs is not None:
             test_probs = apply_temperature(test_probs, calibration["temperature"])
-    return _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, engine, d, calibration, n)
+    return _finish_net(cfg, cfg_dict, run_dir, kept, history, train_seconds, test_probs, engine, d, calibration, n)
 
 
 def _cpu_state(net) -> dict:

@@ -1,0 +1,52 @@
+"""Test-time augmentation: a net's logits averaged over a few slightly moved copies of each image.
+
+For digits and clothes the views are one-pixel shifts (and, for `shift-rotate`, two small rotations):
+never mirrors, which turn a 2 into something else. The views are made with padding, slicing and one
+affine grid, so the averaged net is an ordinary module: evaluation, `Run.predict_proba` (hence the API,
+the pad and ensembles) and the exports all compute the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from mnistlab.errors import UnknownName
+
+SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (dy, dx) in pixels
+ROTATIONS = (-8.0, 8.0)  # degrees
+TTA = {"none": ((0, 0),), "shift": SHIFTS, "shift-rotate": SHIFTS}  # the rotations are added by name
+
+
+def check_tta(name: str) -> str:
+    if name not in TTA:
+        raise UnknownName("test-time augmentation", name, TTA)
+    return name
+
+
+class Views(torch.nn.Module):
+    """The mean of `inner`'s logits over the views of a test-time augmentation."""
+
+    def __init__(self, inner: torch.nn.Module, name: str):
+        super().__init__()
+        self.inner, self.shifts = inner, TTA[check_tta(name)]
+        self.angles = ROTATIONS if name == "shift-rotate" else ()
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        padded = F.pad(x, (1, 1, 1, 1))
+        views = [padded[:, :, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w] for dy, dx in self.shifts]
+        for degrees in self.angles:
+            a = math.radians(degrees)
+            theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]],
+                                 dtype=x.dtype, device=x.device).expand(n, 2, 3)
+            views.append(F.grid_sample(x, F.affine_grid(theta, [n, 1, h, w], align_corners=False), align_corners=False))
+        total = sum(self.inner(v.contiguous(memory_format=torch.channels_last)).float() for v in views)  # one at a time: the memory of one batch
+        return total / len(views)
+
+
+def with_tta(net: torch.nn.Module, name: str | None) -> torch.nn.Module:
+    """`net` itself for no test-time augmentation, else the averaged net."""
+    return net if check_tta(name or "none") == "none" else Views(net, name).eval()
