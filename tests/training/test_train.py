@@ -341,6 +341,10 @@ def test_weight_average_and_test_time_augmentation_end_to_end(real_home, tmp_pat
           "train_subset": 1000}
     whole = quick(real_home, tmp_path, name="whole", **kw)
     assert whole.config["ema"] == 0.9 and whole.metrics["test_accuracy"] > 0.8
+    # epochs are evaluated on the single image; the final accuracy is the views' (of the same net)
+    single = whole.metrics["test_accuracy_single_view"]
+    assert single == whole.history[-1]["test_accuracy"] and abs(whole.metrics["test_accuracy"] - single) < 0.05
+    assert whole.metrics["test_accuracy"] == float((whole.test_probs().argmax(1) == _test_labels(real_home)).mean())
     test = mnistlab.load_dataset("mnist", "test", data_dir=real_home)
     np.testing.assert_allclose(whole.predict_proba(test.images[:200]), whole.test_probs()[:200], atol=1e-5)
     # the saved weights are the average's, not the last step's
@@ -360,6 +364,10 @@ def test_weight_average_and_test_time_augmentation_end_to_end(real_home, tmp_pat
     resumed = train(resume=tmp_path / "cut", data_dir=real_home)
     assert _strip(resumed.history) == _strip(whole.history)
     np.testing.assert_array_equal(resumed.test_probs(), whole.test_probs())
+
+
+def _test_labels(real_home):
+    return np.asarray(mnistlab.load_dataset("mnist", "test", data_dir=real_home).labels)
 
 
 def test_ensemble_recipe_trains_its_members_and_resumes(real_home, tmp_path, monkeypatch, capsys):

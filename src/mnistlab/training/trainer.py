@@ -387,8 +387,10 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
     total_steps = steps_per_epoch * cfg.epochs
     curve = Curve(total_steps, steps_per_epoch, curve_points)
     bar = _progress(progress)
+    # epochs are evaluated on the single image (test-time views would cost several times that per epoch);
+    # the final test probabilities and the temperature are those of the net as it predicts, views included
     predictor = with_tta(kept, cfg.tta)
-    evaluate = lambda xs, ys: evaluate_net(predictor, xs, ys, cfg.eval_batch_size)  # noqa: E731
+    evaluate = lambda xs, ys, net=kept: evaluate_net(net, xs, ys, cfg.eval_batch_size)  # noqa: E731
     board = tensorboard.TensorBoardLog(cfg.tensorboard, cfg_dict["classes"], len(curve_points)) if cfg.tensorboard and d.main else None
 
     last = {"test_probs": None}  # the latest test probabilities (rank 0; None when the test set is not evaluated)
@@ -460,18 +462,20 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
         board.close()
     if not d.main:
         return None
-    test_probs = last["test_probs"]
-    if test_probs is None and x_test is not None:  # resumed a run whose last epoch was done but whose final files were not
-        _, _, test_probs = evaluate(x_test, y_test)
+    test_probs, final = last["test_probs"], {}
+    if x_test is not None and (test_probs is None or predictor is not kept):
+        # with test-time views, or resumed after the last epoch but before the final files
+        final["test_loss"], final["test_accuracy"], test_probs = evaluate(x_test, y_test, predictor)
     calibration = {"temperature": 1.0}
     if len(calib_idx):
         x_cal, y_cal = _tensors(train_ds.images[calib_idx], train_ds.labels[calib_idx], device)
-        _, _, cal_probs = evaluate(x_cal.contiguous(memory_format=torch.channels_last) if channels_last else x_cal, y_cal)
+        _, _, cal_probs = evaluate(x_cal.contiguous(memory_format=torch.channels_last) if channels_last else x_cal, y_cal,
+                                   predictor)
         calibration = calibrate(cal_probs, np.asarray(train_ds.labels[calib_idx]), test_probs,
                                 np.asarray(test_ds.labels) if test_ds is not None else None)
         if test_probs is not None:
             test_probs = apply_temperature(test_probs, calibration["temperature"])
-    return _finish_net(cfg, cfg_dict, run_dir, kept, history, train_seconds, test_probs, engine, d, calibration, n)
+    return _finish_net(cfg, cfg_dict, run_dir, kept, history, train_seconds, test_probs, engine, d, calibration, n, final)
 
 
 def _cpu_state(net) -> dict:
@@ -493,7 +497,9 @@ def calibrate(cal_probs: np.ndarray, cal_labels: np.ndarray, test_probs: np.ndar
 
 
 def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs, engine: Engine, d: dist.Dist,
-                calibration: dict, train_images: int) -> Run:
+                calibration: dict, train_images: int, final: dict) -> Run:
+    """`final`: the test accuracy and loss of the net as it predicts, where they differ from the last epoch's
+    (test-time augmentation), which stays in the metrics as the single view's."""
     import torch
     from safetensors.torch import save
 
@@ -504,10 +510,12 @@ def _finish_net(cfg, cfg_dict, run_dir, net, history, train_seconds, test_probs,
         atomic_write(run_dir / "test_probs.npy", lambda fh: np.save(fh, test_probs.astype(np.float32), allow_pickle=False),
                      error=RunError)
     last = history[-1]
+    if cfg.tta != "none" and "test_accuracy" in last:
+        final["test_accuracy_single_view"] = last["test_accuracy"]
     cpu_net = build_net(cfg_dict)
     tested = [r["test_accuracy"] for r in history if "test_accuracy" in r]
     write_json(run_dir / "metrics.json", _final_metrics(cfg, cfg_dict, {
-        "test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"), "train_seconds": train_seconds,
+        "test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"), **final, "train_seconds": train_seconds,
         "eval_seconds": sum(r.get("eval_seconds", 0) for r in history),
         "test_images_per_second": len(test_probs) / last["eval_seconds"] if last.get("eval_seconds") and test_probs is not None else None,
         "params": count_params(cpu_net), "macs": count_macs(cpu_net), **engine.describe(),
