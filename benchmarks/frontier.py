@@ -11,7 +11,6 @@ Prints a Markdown table for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -76,9 +75,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--rows", nargs="*", type=int, help="only these row numbers (0 = base, always run)")
     args = ap.parse_args()
-    from mnistlab.training import train
+    import torch
 
-    print(f"CPU: {platform.processor() or platform.machine()}; {time.strftime('%Y-%m-%d')}; base {args.epochs} epochs; "
+    from mnistlab.training import train
+    from mnistlab.training.engine import hardware_name
+
+    print(f"CPU: {hardware_name(torch.device('cpu'))}; {time.strftime('%Y-%m-%d')}; base {args.epochs} epochs; "
           f"{args.seeds} seeds; validation: {VAL:,} training images held out")
     print(f"| dataset | technique | val accuracy (mean of {args.seeds}) | spread | test accuracy (mean) | train s |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
