@@ -1,8 +1,9 @@
 """One training step, two ways to run it.
 
 The epoch loop calls `step(x, y, lr, gen)` once per batch; the step object owns what happens then
-(augmentation, forward, loss, backward, the optimiser update, the weight average's update) and keeps the running loss, accuracy
-and image count on the device, so the loop never waits for the accelerator; `totals()` reads them.
+(augmentation and label mixing, forward, loss, backward, the optimiser update, the weight average's update)
+and keeps the running loss, accuracy and image count on the device, so the loop never waits for the
+accelerator; `totals()` reads them.
 
 - EagerStep: PyTorch as written, on any device, in fp32 or under bf16 autocast.
 - GraphStep (CUDA): after a few eager steps on a side stream, the whole step is captured once in a
