@@ -38,6 +38,9 @@ def train_ensemble(recipe: str, members: int, out: str | Path | None = None, dev
         for seed in range(members):
             folder = root / "members" / f"seed-{seed}"
             if (folder / "config.json").exists():
+                made_by = Run(folder).config.get("preset")
+                if made_by != recipe:
+                    raise RunError(f"{folder} is a member of recipe {made_by!r}, not {recipe!r}; choose another --out")
                 run = train(resume=folder, progress=progress, data_dir=data_dir)  # a finished one comes back as it is
             else:
                 run = train(preset=recipe, seed=seed, device=device, out=ensure_dir(folder, RUN_HINT, RunError),
