@@ -8,10 +8,10 @@ from pathlib import Path
 
 from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.fileio import read_toml as read_toml_file
-from mnistlab.tta import check_tta
 from mnistlab.training.augment import parse_augment
 from mnistlab.training.engine import PRECISIONS, STEPS
 from mnistlab.training.schedule import SCHEDULES
+from mnistlab.tta import check_tta
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
 DEVICES = ("auto", "cpu", "cuda", "mps")
