@@ -112,7 +112,8 @@ def test_verify_uncached_is_one_line(tiny, capsys):
 
 def test_console_script_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mnistlab", "data", "info", "fashion-mnst"], capture_output=True,
-                          text=True, env={"MNISTLAB_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+                          text=True, env={"MNISTLAB_HOME": str(tmp_path), "PATH": "/usr/bin:/bin",
+                                          **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}})
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: unknown dataset 'fashion-mnst'; did you mean 'fashion-mnist'")
     assert proc.stderr.count("\n") == 1
