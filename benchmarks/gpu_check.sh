@@ -72,7 +72,7 @@ want profile && section "where a warm speedrun's second goes (cProfile)" 45 \
 want suite && section "the CPU suite's training, bench, evaluate, models, real-data and CLI tests with CUDA visible" 240 \
   env MNISTLAB_TEST_HOME="$MNISTLAB_HOME" $PY -m pytest -v -p no:cacheprovider -rfE tests/training tests/bench tests/evaluate \
   tests/models tests/test_realdata.py tests/test_cli.py
-grep -E "passed|failed|error" "$LOG" | grep -E "^[0-9]+ (passed|failed)|^FAILED|^ERROR" | tail -30
+grep -E "^(FAILED|ERROR) |[0-9]+ (passed|failed)" "$LOG" | tail -30
 
 $PY - "$OUT" "$RUNS" <<'EOF'
 import json, sys
