@@ -8,14 +8,18 @@
 #     cp /tmp/fm/usr/share/datasets/fashion-mnist/*.gz gpu-data/fashion/
 #
 # then on the GPU machine: bash benchmarks/gpu_check.sh [SECTION ...]
+# Wheels in .whl/ (git-ignored; e.g. skops and its prettytable and wcwidth, for the classical models' tests) are
+# installed into a folder of their own first.
 #
-# Sections (all by default, in this order): tests step speedrun resnet speedrun995 recipes fashion profile suite.
+# Sections (all by default, in this order): tests step speedrun resnet speedrun995 fashion profile suite; also
+# `recipes` (the speedrun-gpu recipe in four single-epoch processes: the step's way and the precision).
 # Each runs under its own time limit and inside one overall budget (BUDGET seconds, default 400); a section
 # that fails or runs out of time is reported and the next one runs. Logs and JSON go to $OUT (default
 # gpu-data/out), run folders to gpu-data/runs; the table at the end reads them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=src MNISTLAB_HOME="${MNISTLAB_HOME:-$PWD/gpu-data/home}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/src" MNISTLAB_HOME="${MNISTLAB_HOME:-$PWD/gpu-data/home}" PYTHONUNBUFFERED=1
+export MNISTLAB_TEST_HOME="$MNISTLAB_HOME"  # the tests' real data: the imported copy (no registry to fetch from)
 PY=${PYTHON:-python3}
 ML="$PY -m mnistlab"
 OUT=${OUT:-gpu-data/out}
@@ -24,7 +28,7 @@ BUDGET=${BUDGET:-400}
 START=$(date +%s)
 mkdir -p "$OUT" "$RUNS"
 LOG="$OUT/gpu_check.log"
-SECTIONS=${*:-tests step speedrun resnet speedrun995 recipes fashion profile suite}
+SECTIONS=${*:-tests step speedrun resnet speedrun995 fashion profile suite}
 
 # section NAME LIMIT COMMAND...: run COMMAND with at most LIMIT seconds (less if the budget has less left)
 section() {
@@ -41,6 +45,10 @@ section() {
 }
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu-check-site .whl/*.whl \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/gpu-check-site"
+fi
 {
   nvidia-smi -L
   $PY -c "import torch; print(f'torch {torch.__version__}, CUDA {torch.version.cuda}, GPU: {torch.cuda.get_device_name(0)}')"
@@ -56,8 +64,11 @@ want step && section "the step alone (benchmarks/step_speed.py)" 90 \
   sh -c "$PY benchmarks/step_speed.py --device cuda | tee $OUT/step_speed.md"
 want speedrun && section "speedrun, MNIST 99% (5 runs; the reference on the same GPU)" 100 \
   sh -c "$ML speedrun --device cuda --runs 5 --against reference --json > $OUT/speedrun.json"
-want resnet && section "resnet defaults (20 epochs, strong augmentation)" 100 \
-  sh -c "rm -rf $RUNS/resnet && $ML train --model resnet --device cuda --quiet --out $RUNS/resnet"
+want resnet && section "resnet defaults (20 epochs, strong augmentation), seeds 0 and 1" 120 sh -c "
+  for seed in 0 1; do
+    rm -rf $RUNS/resnet-seed\$seed
+    $ML train --model resnet --device cuda --seed \$seed --quiet --out $RUNS/resnet-seed\$seed || exit 1
+  done"
 want speedrun995 && section "speedrun, MNIST 99.5% (3 runs)" 60 \
   sh -c "$ML speedrun --device cuda --target 0.995 --runs 3 --json > $OUT/speedrun-995.json"
 want recipes && section "speedrun-gpu: CUDA graph against eager, bf16 against fp32" 60 sh -c "
@@ -70,7 +81,7 @@ want fashion && section "speedrun, Fashion-MNIST 92% (3 runs)" 60 \
 want profile && section "where a warm speedrun's second goes (cProfile)" 45 \
   sh -c "$PY benchmarks/gpu_profile.py > $OUT/profile.txt"
 want suite && section "the CPU suite's training, bench, evaluate, models, real-data and CLI tests with CUDA visible" 240 \
-  env MNISTLAB_TEST_HOME="$MNISTLAB_HOME" $PY -m pytest -v -p no:cacheprovider -rfE tests/training tests/bench tests/evaluate \
+  $PY -m pytest -v -p no:cacheprovider -rfE tests/training tests/bench tests/evaluate \
   tests/models tests/test_realdata.py tests/test_cli.py
 grep -E "^(FAILED|ERROR) |[0-9]+ (passed|failed)" "$LOG" | tail -30
 

@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 from mnistlab.bench.speedrun import _warm_up
+from mnistlab.data import get_spec
 from mnistlab.training import train
+from mnistlab.training.config import PRESETS
 from mnistlab.training.engine import hardware_name, resolve_engine
 
 
@@ -28,7 +30,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     engine = resolve_engine(args.device, "auto", "auto", optimizer="adam")
-    _warm_up(args.preset, engine.device, engine.autocast_dtype)
+    _warm_up(args.preset, engine, get_spec(PRESETS[args.preset].get("dataset", "mnist")), None)
     with tempfile.TemporaryDirectory() as tmp:
         train(preset=args.preset, device=args.device, out=f"{tmp}/warm", seed=0)
         prof = cProfile.Profile()

@@ -1,6 +1,7 @@
 """The CLI: every command end to end on tiny data, and bad input as one line with a non-zero exit."""
 
 import json
+import os
 import subprocess
 import sys
 import zipfile

@@ -399,13 +399,9 @@ def export_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A traine
                out_path: Optional[Path] = typer.Option(None, "--out", help="File to write (default: in the run folder)."),
                data_dir: Optional[Path] = DataDir):
     """Export a trained net; checks that the file gives the same probabilities as PyTorch."""
-    import os
-
     from mnistlab.serve.export import export_run
 
-    if data_dir:
-        os.environ["MNISTLAB_HOME"] = str(data_dir)
-    res = export_run(run_dir, fmt, out_path)
+    res = export_run(run_dir, fmt, out_path, data_dir=data_dir)
     if "note" in res:
         err.print(f"note: {res['note']}", markup=False, highlight=False, soft_wrap=True)
     out.print(f"wrote {res['path']} ({res['bytes']:,} bytes); max |difference| from PyTorch on 256 test images: "

@@ -132,6 +132,7 @@ def test_bad_settings_are_one_line():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_inside_a_captured_graph():
+    torch.manual_seed(0)  # the device's default generator, which a captured graph draws from
     x = bar(512).cuda()
     aug = parse_augment("strong")
     static = x.clone()
@@ -144,7 +145,9 @@ def test_on_a_gpu_inside_a_captured_graph():
     first = out.clone()
     graph.replay()
     assert not torch.equal(first, out)  # new random numbers on every replay
-    assert abs(float(orientation(out.float().cpu()).abs().max())) < 25
+    # rotated as on the CPU: a mean tilt of about 7 degrees (12 at most, plus shear and elastic noise; the
+    # maximum is heavy-tailed, as an erased piece of the bar can leave any angle)
+    assert 5 < float(orientation(out.float().cpu()).abs().mean()) < 9
 
 
 def test_flip_mirrors_exactly_the_chosen_share():

@@ -222,7 +222,7 @@ def test_transfer_from_another_architecture_is_refused(real_home, tmp_path):
 def test_ensemble_averages_members(real_home, tmp_path):
     a = quick(real_home, tmp_path, "mlp", name="a", seed=1)
     b = quick(real_home, tmp_path, "lenet5", name="b", seed=2)
-    assert cli(["ensemble", str(a.path), str(b.path), "--out", str(tmp_path / "ens")]) == 0
+    assert cli(["ensemble", str(a.path), str(b.path), "--out", str(tmp_path / "ens"), "--data-dir", str(real_home)]) == 0
     ens = load_run(tmp_path / "ens")
     np.testing.assert_allclose(ens.test_probs(), (a.test_probs() + b.test_probs()) / 2, atol=1e-6)
     test = mnistlab.load_dataset("mnist", "test", data_dir=real_home)
@@ -352,7 +352,7 @@ def test_weight_average_and_test_time_augmentation_end_to_end(real_home, tmp_pat
     saved = whole.model.state_dict()
     assert any(not torch.equal(ckpt["model"][k], saved[k]) for k in saved if saved[k].is_floating_point())
     assert all(torch.equal(ckpt["average"]["module"][k], saved[k]) for k in saved)
-    result = export_run(whole, "onnx", tmp_path / "m.onnx")
+    result = export_run(whole, "onnx", tmp_path / "m.onnx", data_dir=real_home)
     assert result["max_abs_difference"] < 1e-4
 
     def stop_after_first(epoch, row):

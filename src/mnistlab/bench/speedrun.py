@@ -47,31 +47,36 @@ def _one_run(dataset: str, recipe: str, seed: int, device: str, precision: str, 
                 "precision": m["precision"], "step": m["step"]}
 
 
-def _warm_up(recipe_name: str, device, autocast_dtype) -> float:
-    """A few steps of the recipe's net on random tensors, untimed: PyTorch builds its CPU kernels on first
-    use (about a second here), and a GPU starts its CUDA context, a cost of starting the process, not of
-    training. No real data is seen. Returns the seconds it took (the start-up cost, reported apart)."""
+def _warm_up(recipe_name: str, engine, spec, threads: int | None) -> float:
+    """The recipe's net and training step on random tensors, untimed, at every batch shape a run will use (full
+    batches, the epoch's last partial one, the evaluation's): PyTorch builds its CPU kernels on first use, and a
+    GPU starts its CUDA context and lets cuDNN time its kernels once per shape and process, costs of starting
+    the process, not of training. No real data is seen. Returns the seconds it took (the start-up, reported apart)."""
     import torch
-    import torch.nn.functional as F
 
     from mnistlab.models import create_model
-    from mnistlab.training.config import PRESETS
+    from mnistlab.training.augment import parse_augment
+    from mnistlab.training.config import resolve_config
+    from mnistlab.training.step import GraphStep, make_optimizer, make_step
+    from mnistlab.training.trainer import evaluate_net, split_indices
 
     t0 = time.perf_counter()
-    recipe = PRESETS[recipe_name]
-    net = create_model(recipe["model"], 10, **recipe.get("model_args", {})).to(device, memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    x = torch.rand(recipe["batch_size"], 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.arange(recipe["batch_size"], device=device) % 10
-    for _ in range(3):
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = F.cross_entropy(net(x).float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
-    with torch.inference_mode():
-        net(torch.rand(1000, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)).sum().item()
+    cfg = resolve_config({"preset": recipe_name, "threads": threads})
+    if engine.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as the trainer sets it
+    train_idx, _, calib_idx = split_indices(np.zeros(spec.sizes["train"], np.int64), cfg, spec.num_classes)
+    bs = cfg.batch_size
+    net = create_model(cfg.model, spec.num_classes, **cfg.model_args).to(engine.device, memory_format=torch.channels_last)
+    opt = make_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.weight_decay, engine)
+    step = make_step(net, opt, engine, batch_size=bs, label_smoothing=cfg.label_smoothing, augment=parse_augment(cfg.augment))
+    sizes = [bs] * (GraphStep.WARMUP_STEPS + 2) + ([len(train_idx) % bs] if len(train_idx) % bs >= 2 else [])
+    for n in sizes:  # the eager warm-up, the graph's capture and a replay, the last partial batch
+        step(torch.rand(n, 1, 28, 28, device=engine.device), torch.arange(n, device=engine.device) % spec.num_classes,
+             cfg.lr, torch.Generator().manual_seed(0) if engine.device.type == "cpu" else None)
+    step.totals()
+    for n in {spec.sizes["test"], len(calib_idx)} - {0}:  # the evaluations' batches, the last one included
+        x = torch.rand(n, 1, 28, 28, device=engine.device).contiguous(memory_format=torch.channels_last)
+        evaluate_net(net, x, torch.arange(n, device=engine.device) % spec.num_classes, cfg.eval_batch_size)
     return time.perf_counter() - t0
 
 
@@ -131,9 +136,9 @@ def speedrun(dataset: str = "mnist", target: float = 0.99, runs: int = 5, device
     fetch(spec, data_dir=data_dir)  # outside the timed span: the span starts with the data in the cache
     if threads:
         torch.set_num_threads(threads)
-    engine = resolve_engine(device, precision, "auto", optimizer="adam")
+    engine = resolve_engine(device, precision, "auto", optimizer="adam")  # the recipes all train with Adam
     recipe = recipe_for(spec.name, target, engine.device.type)
-    startup = _warm_up(recipe, engine.device, engine.autocast_dtype)
+    startup = _warm_up(recipe, engine, spec, threads)
     results = []
     for seed in range(runs):
         results.append(_one_run(spec.name, recipe, seed, device, precision, threads, data_dir))

@@ -66,8 +66,10 @@ def _exported_program(model, example):
     return torch.export.export(model, (example,), dynamic_shapes={"images": {0: batch}})
 
 
-def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None = None, *, check: bool = True) -> dict:
-    """Write the model file; with `check`, compare its probabilities with PyTorch's on real test digits."""
+def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None = None, *, check: bool = True,
+               data_dir=None) -> dict:
+    """Write the model file; with `check`, compare its probabilities with PyTorch's on real test digits (from the
+    cache at `data_dir`, default $MNISTLAB_HOME or ~/.cache/mnistlab)."""
     import torch
 
     run = run if isinstance(run, Run) else Run(run)
@@ -103,7 +105,7 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
     if fmt == "torchscript":
         result["note"] = TORCHSCRIPT_NOTE
     if check:
-        result["max_abs_difference"] = check_export(run, out, fmt)
+        result["max_abs_difference"] = check_export(run, out, fmt, data_dir=data_dir)
     return result
 
 
@@ -129,11 +131,11 @@ def load_exported(path: str | Path, fmt: str):
     return predict
 
 
-def check_export(run: Run, path: Path, fmt: str, n: int = 256) -> float:
+def check_export(run: Run, path: Path, fmt: str, n: int = 256, data_dir=None) -> float:
     """Largest absolute difference between the exported model's probabilities and PyTorch's, on real test images."""
     from mnistlab.data import load_dataset
 
-    images = np.asarray(load_dataset(run.config["dataset"], "test").images[:n], dtype=np.float32)[:, None] / 255
+    images = np.asarray(load_dataset(run.config["dataset"], "test", data_dir=data_dir).images[:n], dtype=np.float32)[:, None] / 255
     expected = run.predict_proba(images[:, 0])
     got = load_exported(path, fmt)(images)
     return float(np.abs(got - expected).max())

@@ -1,7 +1,8 @@
 """One training step, two ways to run it.
 
-The epoch loop calls `step(x, y, lr, gen)` once per batch; the step object owns what happens then
-(augmentation and label mixing, forward, loss, backward, the optimiser update, the weight average's update)
+The epoch loop calls `step(x, y, lr, gen)` once per batch of images already augmented one by one
+(training/batches.py); the step object owns what happens then (label mixing, forward, loss, backward, the
+optimiser update, the weight average's update)
 and keeps the running loss, accuracy and image count on the device, so the loop never waits for the
 accelerator; `totals()` reads them.
 
@@ -9,7 +10,7 @@ accelerator; `totals()` reads them.
 - GraphStep (CUDA): after a few eager steps on a side stream, the whole step is captured once in a
   CUDA graph and then replayed per batch: one launch instead of hundreds. Batches are copied into
   static input buffers; the learning rate is a device tensor that `step` fills in place and the
-  optimiser is capturable, so the schedule never forces a recapture; random numbers (augmentation,
+  optimiser is capturable, so the schedule never forces a recapture; random numbers (label mixing,
   dropout) come from the device's default generator, which CUDA graphs replay correctly. A batch of
   another size (the last, partial one) runs eagerly on the same weights and optimiser state.
 """
@@ -21,7 +22,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from mnistlab.training.augment import Augment, augment_batch, mix_batch
+from mnistlab.training.augment import Augment, mix_batch
 from mnistlab.training.averaging import WeightAverage
 from mnistlab.training.engine import Engine
 
@@ -32,7 +33,7 @@ class EagerStep:
         self.net, self.opt, self.engine = net, optimizer, engine
         self.forward = forward or net  # DistributedDataParallel wraps the net for the step
         self.label_smoothing = label_smoothing
-        self.augment = augment or Augment()
+        self.augment = augment or Augment()  # only its label mixing (mixup, cutmix) happens here: it needs the batch
         self.average = average
         self.channels_last = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
         dev = engine.device
@@ -63,9 +64,7 @@ class EagerStep:
         return (weight * ce(y, "none") + (1 - weight) * ce(y2, "none")).mean()
 
     def _compute(self, x, y, gen):
-        """Augment, forward, loss, backward, update; returns this batch's summed loss and correct count."""
-        if self.augment.active:
-            x = augment_batch(x, self.augment, gen)
+        """Mix labels, forward, loss, backward, update; returns this batch's summed loss and correct count."""
         mixed = None
         if self.augment.mixing:
             x, *mixed = mix_batch(x, y, self.augment, gen)

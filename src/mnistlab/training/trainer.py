@@ -33,6 +33,7 @@ from mnistlab.training.engine import Engine, hardware_name, resolve_engine
 from mnistlab.run import (Run, append_jsonl, build_net, classical_proba, load_checkpoint, new_run_dir, run_lock,
                           save_torch, write_json)
 from mnistlab.training.schedule import lr_at
+from mnistlab.training.batches import epoch_batches
 from mnistlab.training.step import make_optimizer, make_step
 from mnistlab.tta import with_tta
 
@@ -72,13 +73,26 @@ def split_indices(labels: np.ndarray, cfg: TrainConfig, num_classes: int,
     return np.sort(train), val, calib
 
 
+def _every_row(idx: np.ndarray, n: int) -> bool:
+    """Whether sorted unique indices `idx` are all n rows in order."""
+    return len(idx) == n and (n == 0 or idx[-1] == n - 1)
+
+
 def _take(array: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """array[idx], without the copy when idx is every row in order (the usual case)."""
-    return array if len(idx) == len(array) and (len(idx) == 0 or idx[-1] == len(idx) - 1) else array[idx]
+    return array if _every_row(idx, len(array)) else array[idx]
 
 
-def pixel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
-    """Mean and std of uint8 pixels scaled to [0, 1], in float64 chunks (no full-size float copy)."""
+def pixel_stats(images: np.ndarray, idx: np.ndarray | None = None, *, chunk: int = 4096, device=None) -> tuple[float, float]:
+    """Mean and std of the uint8 pixels of rows `idx` (default all), scaled to [0, 1], in float64: on a CUDA
+    `device` in one reduction there (the pixels cross as uint8 and are selected there), else on the host in
+    chunks (no full-size float copy)."""
+    if device is not None and device.type == "cuda":
+        x = _on_device(_uint8_tensor(images), idx, device).double()
+        total, sq, n = float(x.sum()), float((x * x).sum()), x.numel()
+        mean = total / max(n, 1) / 255
+        return mean, float(np.sqrt(max(sq / max(n, 1) / 255**2 - mean**2, 1e-12)))
+    images = images if idx is None else _take(images, idx)
     total, sq, n = 0.0, 0.0, 0
     for i in range(0, len(images), chunk):
         x = np.asarray(images[i:i + chunk], dtype=np.float64).reshape(-1)
@@ -89,12 +103,35 @@ def pixel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[float, float]:
     return mean, float(np.sqrt(max(sq / max(n, 1) / 255**2 - mean**2, 1e-12)))
 
 
-def _tensors(images: np.ndarray, labels: np.ndarray, device):
+def _uint8_tensor(images: np.ndarray):
+    """A tensor over uint8 images without a host copy (the cache's read-only maps included: it is only read)."""
+    import warnings
+
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32) / np.float32(255)).unsqueeze(1)
-    y = torch.from_numpy(np.array(labels, dtype=np.int64))  # a copy: the cache maps are read-only
-    return x.to(device), y.to(device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+
+
+def _tensors(images: np.ndarray, labels: np.ndarray, device, idx: np.ndarray | None = None):
+    """Rows `idx` (default all) as float images in [0, 1] (N, 1, H, W) and int64 labels on `device`. The pixels
+    cross to the device as uint8, a quarter of float32's bytes, and are selected and converted there."""
+    import torch
+
+    x = _on_device(_uint8_tensor(images), idx, device)  # only read: selecting and converting make new tensors
+    y = _on_device(torch.from_numpy(np.array(labels, dtype=np.int64)), idx, device)  # a copy: the cache maps are read-only
+    return x.unsqueeze(1).float().div_(255), y
+
+
+def _on_device(t, idx: np.ndarray | None, device):
+    """t's rows `idx` (default all) on `device`, selected there: the whole array crosses once, in one copy."""
+    import torch
+
+    t = t.to(device)
+    if idx is None or _every_row(idx, len(t)):
+        return t
+    return t[torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(device)]
 
 
 # --------------------------------------------------------------------------------------- models
@@ -236,7 +273,9 @@ def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out,
                 raise InvalidArgument(f"--distributed trains neural nets; {cfg.model!r} is a {info.family} model")
             dist.check_batch(d, cfg.batch_size)
         if info.family == "neural":
-            _engine(cfg, d)  # a device, precision or step this machine cannot run fails here, before the run folder
+            device = _engine(cfg, d).device  # a device, precision or step this machine cannot run fails here, before the run folder
+        else:
+            device = None
         if cfg.tensorboard:
             if info.family != "neural":
                 raise InvalidArgument(f"--tensorboard logs the training of neural nets; {cfg.model!r} is a {info.family} model")
@@ -247,7 +286,7 @@ def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out,
         train_idx, _, _ = split_indices(train_ds.labels, cfg, spec.num_classes, info.family == "neural")
         run_dir = new_run_dir(out, cfg.model, spec.name)
         held.enter_context(run_lock(run_dir, new=True))
-        mean, std = pixel_stats(_take(train_ds.images, train_idx))
+        mean, std = pixel_stats(train_ds.images, train_idx, device=device)
         meta = DatasetCache(data_home(data_dir), spec.name).meta() or {}
         cfg_dict = {**cfg.to_dict(), "classes": list(spec.classes), "input_mean": mean, "input_std": std,
                     "augment_resolved": parse_augment(cfg.augment).__dict__, "dataset_sha256": meta.get("content_sha256")}
@@ -374,14 +413,15 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
 
         forward = DistributedDataParallel(net, device_ids=[d.local_rank] if device.type == "cuda" else None)
 
-    x, y = _tensors(_take(train_ds.images, train_idx), _take(train_ds.labels, train_idx), device)
+    x, y = _tensors(train_ds.images, train_ds.labels, device, train_idx)
     x_test, y_test = _tensors(test_ds.images, test_ds.labels, device) if test_ds is not None else (None, None)
     x_val, y_val = _tensors(train_ds.images[val_idx], train_ds.labels[val_idx], device) if len(val_idx) else (None, None)
     if channels_last:  # one channel: the same bytes, only the strides say channels_last
         x, x_test, x_val = (t.contiguous(memory_format=torch.channels_last) if t is not None else None for t in (x, x_test, x_val))
     n, bs = len(x), cfg.batch_size
+    augment = parse_augment(cfg.augment)
     step = make_step(net, opt, engine, batch_size=bs // d.world, label_smoothing=cfg.label_smoothing,
-                     augment=parse_augment(cfg.augment), forward=forward, average=average)
+                     augment=augment, forward=forward, average=average)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
     steps_per_epoch = (n + bs - 1) // bs
     total_steps = steps_per_epoch * cfg.epochs
@@ -433,14 +473,11 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
             curve.start_epoch()
             t0 = time.perf_counter()
             task = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps_per_epoch, loss=0.0, acc=0.0, ips=0.0) if bar else None
-            for i in range(steps_per_epoch):
-                idx = perm[i * bs:(i + 1) * bs]
-                if has_bn and len(idx) < 2 * d.world:
-                    continue  # batch norm cannot train on a single image (per process)
-                if d.active:
-                    idx = idx[d.rank::d.world]  # this process's shard of the global batch
+            batches = epoch_batches(x, y, perm, bs, augment, aug_gen, rank=d.rank, world=d.world,
+                                    min_batch=2 * d.world if has_bn else 1)  # batch norm cannot train on one image
+            for i, xb, yb in batches:
                 lr = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr, cfg.schedule)
-                step(x[idx], y[idx], lr, aug_gen)
+                step(xb, yb, lr, aug_gen)
                 curve.record(step, epoch, i, lr)
                 if bar and (i % 20 == 0 or i == steps_per_epoch - 1):  # the only reads inside the epoch, for the bar
                     seen, loss_sum, correct = step.totals()
