@@ -27,13 +27,13 @@ from mnistlab.training import distributed as dist
 from mnistlab.training import tensorboard
 from mnistlab.training.augment import parse_augment
 from mnistlab.training.averaging import WeightAverage
+from mnistlab.training.batches import epoch_batches
 from mnistlab.training.config import TrainConfig, resolve_config
 from mnistlab.training.curve import Curve
 from mnistlab.training.engine import Engine, hardware_name, resolve_engine
 from mnistlab.run import (Run, append_jsonl, build_net, classical_proba, load_checkpoint, new_run_dir, run_lock,
                           save_torch, write_json)
 from mnistlab.training.schedule import lr_at
-from mnistlab.training.batches import epoch_batches
 from mnistlab.training.step import make_optimizer, make_step
 from mnistlab.tta import with_tta
 
