@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     engine = resolve_engine(args.device, "auto", "auto", optimizer="adam")
-    _warm_up(args.preset, engine, get_spec(PRESETS[args.preset].get("dataset", "mnist")), None)
+    _warm_up(args.preset, engine, get_spec(PRESETS[args.preset].get("dataset", "mnist")))
     with tempfile.TemporaryDirectory() as tmp:
         train(preset=args.preset, device=args.device, out=f"{tmp}/warm", seed=0)
         prof = cProfile.Profile()

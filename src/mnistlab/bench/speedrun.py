@@ -47,7 +47,7 @@ def _one_run(dataset: str, recipe: str, seed: int, device: str, precision: str, 
                 "precision": m["precision"], "step": m["step"]}
 
 
-def _warm_up(recipe_name: str, engine, spec, threads: int | None) -> float:
+def _warm_up(recipe_name: str, engine, spec) -> float:
     """The recipe's net and training step on random tensors, untimed, at every batch shape a run will use (full
     batches, the epoch's last partial one, the evaluation's): PyTorch builds its CPU kernels on first use, and a
     GPU starts its CUDA context and lets cuDNN time its kernels once per shape and process, costs of starting
@@ -61,7 +61,7 @@ def _warm_up(recipe_name: str, engine, spec, threads: int | None) -> float:
     from mnistlab.training.trainer import evaluate_net, split_indices
 
     t0 = time.perf_counter()
-    cfg = resolve_config({"preset": recipe_name, "threads": threads})
+    cfg = resolve_config({"preset": recipe_name})
     if engine.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the trainer sets it
     train_idx, _, calib_idx = split_indices(np.zeros(spec.sizes["train"], np.int64), cfg, spec.num_classes)
@@ -138,7 +138,7 @@ def speedrun(dataset: str = "mnist", target: float = 0.99, runs: int = 5, device
         torch.set_num_threads(threads)
     engine = resolve_engine(device, precision, "auto", optimizer="adam")  # the recipes all train with Adam
     recipe = recipe_for(spec.name, target, engine.device.type)
-    startup = _warm_up(recipe, engine, spec, threads)
+    startup = _warm_up(recipe, engine, spec)
     results = []
     for seed in range(runs):
         results.append(_one_run(spec.name, recipe, seed, device, precision, threads, data_dir))
