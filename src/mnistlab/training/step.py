@@ -2,9 +2,8 @@
 
 The epoch loop calls `step(x, y, lr, gen)` once per batch of images already augmented one by one
 (training/batches.py); the step object owns what happens then (label mixing, forward, loss, backward, the
-optimiser update, the weight average's update)
-and keeps the running loss, accuracy and image count on the device, so the loop never waits for the
-accelerator; `totals()` reads them.
+optimiser update, the weight average's update) and keeps the running loss, accuracy and image count on the
+device, so the loop never waits for the accelerator; `totals()` reads them.
 
 - EagerStep: PyTorch as written, on any device, in fp32 or under bf16 autocast.
 - GraphStep (CUDA): after a few eager steps on a side stream, the whole step is captured once in a
