@@ -12,7 +12,9 @@
 # installed into a folder of their own first.
 #
 # Sections (all by default, in this order): tests step speedrun resnet speedrun995 fashion profile suite; also
-# `recipes` (the speedrun-gpu recipe in four single-epoch processes: the step's way and the precision).
+# `recipes` (the speedrun-gpu recipe in four single-epoch processes: the step's way and the precision) and
+# `frontier` (the accuracy frontier's recipes, best-mnist and best-fashion, seeds 0 and 1, each pair averaged:
+# the README's GPU times; about 2 minutes on an H100).
 # Each runs under its own time limit and inside one overall budget (BUDGET seconds, default 400); a section
 # that fails or runs out of time is reported and the next one runs. Logs and JSON go to $OUT (default
 # gpu-data/out), run folders to gpu-data/runs; the table at the end reads them.
@@ -76,6 +78,18 @@ want recipes && section "speedrun-gpu: CUDA graph against eager, bf16 against fp
     rm -rf $RUNS/sr-\$step-\$precision
     $ML train --preset speedrun-gpu --device cuda --step \$step --precision \$precision --quiet --out $RUNS/sr-\$step-\$precision || exit 1
   done; done"
+want frontier && section "the frontier recipes: best-mnist and best-fashion, seeds 0 and 1, each pair averaged" 240 \
+  env ML="$ML" RUNS="$RUNS" OUT="$OUT" bash -c '
+  TIMEFORMAT="%R s wall"
+  for preset in best-mnist best-fashion; do
+    for seed in 0 1; do
+      rm -rf "$RUNS/$preset-s$seed"
+      echo "$preset seed $seed:"
+      time $ML train --preset $preset --device cuda --seed $seed --quiet --out "$RUNS/$preset-s$seed" || exit 1
+    done
+    rm -rf "$OUT/$preset-x2"
+    $ML ensemble "$RUNS/$preset-s0" "$RUNS/$preset-s1" --out "$OUT/$preset-x2" || exit 1
+  done'
 want fashion && section "speedrun, Fashion-MNIST 92% (3 runs)" 60 \
   sh -c "$ML speedrun --device cuda --dataset fashion-mnist --target 0.92 --runs 3 --json > $OUT/speedrun-fashion.json"
 want profile && section "where a warm speedrun's second goes (cProfile)" 45 \
