@@ -99,6 +99,48 @@ def test_classes_that_do_not_match(tiny_runs, real_home):
         evaluate_run(tiny_runs[0], dataset="fashion-mnist", data_dir=real_home)
 
 
+def test_held_out_is_the_images_a_run_never_trained_on(tiny_runs, real_home, tmp_path, capsys, monkeypatch):
+    """The held-out split of a run is the 5,000 training images its temperature was fitted on: the calibrated
+    log-loss there is the one training recorded; an ensemble of runs that held out the same images (one seed)
+    is judged there by its members' mean probabilities."""
+    from mnistlab.data import get_spec, load_dataset
+    from mnistlab.evaluate.evaluate import held_out_split
+    from mnistlab.training.ensemble import make_ensemble
+
+    mlp = tiny_runs[0]
+    ev = evaluate_run(mlp, split="held-out", data_dir=real_home)
+    assert ev["n"] == 5000 and ev["split"] == "held-out" and ev["source"] == "predicted"
+    assert ev["loss"] == pytest.approx(mlp.metrics["calibration"]["held_out"]["nll_after"], rel=1e-3)
+    assert (mlp.path / "eval-mnist-held-out.json").exists()
+    train_labels = load_dataset("mnist", "train", data_dir=real_home).labels
+    assert ev["confident_mistakes"] and all(train_labels[w["index"]] == w["true"] for w in ev["confident_mistakes"])
+
+    other = train("mlp", "mnist", out=tmp_path / "other", data_dir=real_home, epochs=1, train_subset=2000, lr=3e-3)
+    pair = make_ensemble([mlp.path, other.path], out=tmp_path / "pair", data_dir=real_home)
+    idx, held = held_out_split(mlp, get_spec("mnist"), real_home)
+    mean = (mlp.predict_proba(held.images) + other.predict_proba(held.images)) / 2
+    assert evaluate_run(pair, split="held-out", data_dir=real_home)["accuracy"] == pytest.approx(
+        float((mean.argmax(1) == train_labels[idx]).mean()))
+
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    assert cli(["evaluate", str(pair.path), "--split", "held-out"]) == 0
+    assert "ensemble on mnist held-out (5,000 images, predicted)" in capsys.readouterr().out
+
+
+def test_held_out_refuses_runs_without_common_held_out_images(tiny_runs, real_home, tmp_path, capsys):
+    from mnistlab.training.ensemble import make_ensemble
+
+    mlp, logreg = tiny_runs
+    with pytest.raises(RunError, match="trained on every training image .* --split test"):
+        evaluate_run(logreg, split="held-out", data_dir=real_home)
+    seed1 = train("mlp", "mnist", out=tmp_path / "seed1", data_dir=real_home, epochs=1, train_subset=2000, seed=1)
+    pair = make_ensemble([mlp.path, seed1.path], out=tmp_path / "pair", data_dir=real_home)
+    with pytest.raises(RunError, match="held out different training images"):
+        evaluate_run(pair, split="held-out", data_dir=real_home)
+    assert cli(["evaluate", str(mlp.path), "--split", "heldout"]) == 1
+    assert "did you mean 'held-out'" in capsys.readouterr().err
+
+
 def test_compare(tiny_runs, tmp_path, capsys):
     plot = tmp_path / "cmp.png"
     assert cli(["compare", str(tiny_runs[0].path), str(tiny_runs[1].path), "--plot", str(plot)]) == 0

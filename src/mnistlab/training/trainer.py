@@ -73,6 +73,13 @@ def split_indices(labels: np.ndarray, cfg: TrainConfig, num_classes: int,
     return np.sort(train), val, calib
 
 
+def held_out_indices(run_config: dict, labels: np.ndarray, num_classes: int, neural: bool = True) -> np.ndarray:
+    """The training images a finished run never trained on, by index: its validation split, or else the images
+    it held out to fit its temperature on (the same images for every run of the same seed and sizes)."""
+    _, val, calib = split_indices(labels, _config_of(run_config), num_classes, neural)
+    return val if len(val) else calib
+
+
 def _every_row(idx: np.ndarray, n: int) -> bool:
     """Whether sorted unique indices `idx` are all n rows in order."""
     return len(idx) == n and (n == 0 or idx[-1] == n - 1)
