@@ -385,6 +385,11 @@ def test_ensemble_recipe_trains_its_members_and_resumes(real_home, tmp_path, mon
     stamp = [(m.path / "model.safetensors").stat().st_mtime_ns for m in members]
     assert cli(["ensemble", "--recipe", "tiny", "--members", "2", "--out", str(out), "-q", "--data-dir", str(real_home)]) == 0
     assert [(m.path / "model.safetensors").stat().st_mtime_ns for m in members] == stamp
+    # a recipe that changed since its members trained: they are not members of it any more; refused, nothing touched
+    monkeypatch.setitem(config.PRESETS, "tiny", {**config.PRESETS["tiny"], "epochs": 2})
+    assert cli(["ensemble", "--recipe", "tiny", "--members", "2", "--out", str(out), "-q", "--data-dir", str(real_home)]) != 0
+    assert "another version of recipe 'tiny' (epochs 1, now 2)" in capsys.readouterr().err
+    assert [(m.path / "model.safetensors").stat().st_mtime_ns for m in members] == stamp
     # the same folder for another recipe would mix members of two recipes: refused, nothing touched
     monkeypatch.setitem(config.PRESETS, "other", {"model": "mlp", "epochs": 1, "train_subset": 600, "device": "cpu"})
     assert cli(["ensemble", "--recipe", "other", "--members", "2", "--out", str(out), "-q", "--data-dir", str(real_home)]) != 0

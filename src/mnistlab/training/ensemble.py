@@ -3,6 +3,7 @@ members of a named recipe first (`train_ensemble`), one after another, resumable
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,11 @@ from mnistlab.data import get_spec, load_dataset
 from mnistlab.errors import RunError, UnknownName
 from mnistlab.fileio import atomic_write, ensure_dir
 from mnistlab.run import RUN_HINT, RUNS_DIR, Run, new_run_dir, run_lock, write_json
+
+# what makes a run one of a recipe's members (not where it ran, nor how fast)
+RECIPE_SETTINGS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
+                   "label_smoothing", "dropout", "augment", "ema", "tta", "val_split", "calibration_split",
+                   "train_subset", "model_args")
 
 
 def make_ensemble(paths: list[str | Path], out: str | Path | None = None, data_dir=None) -> Run:
@@ -38,15 +44,27 @@ def train_ensemble(recipe: str, members: int, out: str | Path | None = None, dev
         for seed in range(members):
             folder = root / "members" / f"seed-{seed}"
             if (folder / "config.json").exists():
-                made_by = Run(folder).config.get("preset")
-                if made_by != recipe:
-                    raise RunError(f"{folder} is a member of recipe {made_by!r}, not {recipe!r}; choose another --out")
+                _check_member(Run(folder), recipe)
                 run = train(resume=folder, progress=progress, data_dir=data_dir)  # a finished one comes back as it is
             else:
                 run = train(preset=recipe, seed=seed, device=device, out=ensure_dir(folder, RUN_HINT, RunError),
                             progress=progress, data_dir=data_dir)
             runs.append(run)
         return _write_ensemble(_members(runs), root, data_dir, recipe=recipe)
+
+
+def _check_member(run: Run, recipe: str) -> None:
+    """A member already in the folder is reused only if the recipe still trains what it trained."""
+    from mnistlab.training.config import resolve_config
+
+    made_by = run.config.get("preset")
+    if made_by != recipe:
+        raise RunError(f"{run.path} is a member of recipe {made_by!r}, not {recipe!r}; choose another --out")
+    now = asdict(resolve_config({"preset": recipe}))
+    changed = [f"{k} {run.config.get(k)!r}, now {now[k]!r}" for k in RECIPE_SETTINGS if run.config.get(k) != now[k]]
+    if changed:
+        raise RunError(f"{run.path} was trained by another version of recipe {recipe!r} ({'; '.join(changed)}); "
+                       "choose another --out")
 
 
 def _members(paths) -> list[Run]:
