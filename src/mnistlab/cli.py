@@ -5,6 +5,7 @@ Every MnistlabError becomes one line on stderr and a non-zero exit code; Ctrl-C 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -160,7 +161,8 @@ def data_export(name: str, fmt: str = typer.Option(..., "--format", help="png, c
 
 
 def _parse_model_args(items: list[str]) -> dict:
-    """KEY=VAL pairs for the model factory; values parsed as TOML scalars (numbers, strings, bools)."""
+    """KEY=VAL pairs for the model factory; values parsed as TOML values (numbers, strings, bools, [lists]), and
+    VAL,VAL,... as a list (widths=48,96,192)."""
     import tomllib
 
     args = {}
@@ -168,10 +170,12 @@ def _parse_model_args(items: list[str]) -> dict:
         key, sep, val = item.partition("=")
         if not sep or not key.strip():
             raise MnistlabError(f"model setting {item!r} is not KEY=VAL")
-        try:
-            args[key.strip()] = tomllib.loads(f"v = {val}")["v"]
-        except tomllib.TOMLDecodeError:
-            args[key.strip()] = val
+        value = val  # a plain string unless it reads as TOML
+        for text in (val, f"[{val}]"):
+            with contextlib.suppress(tomllib.TOMLDecodeError):
+                value = tomllib.loads(f"v = {text}")["v"]
+                break
+        args[key.strip()] = value
     return args
 
 

@@ -274,6 +274,20 @@ def test_bad_training_input_is_one_line(argv, words, real_home, capsys, monkeypa
     assert re.search(words, err), err
 
 
+def test_model_settings_take_lists_and_a_net_that_cannot_be_built_stops_before_its_run_folder(
+        real_home, tmp_path, capsys, monkeypatch):
+    from mnistlab.cli import _parse_model_args
+
+    assert _parse_model_args(["widths=48,96,192", "hidden=[64]", "k=5", "name=a,b", "on=true"]) == {
+        "widths": [48, 96, 192], "hidden": [64], "k": 5, "name": "a,b", "on": True}
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    assert cli(["train", "--model", "speednet", "--model-arg", "widths=8,16", "--out", str(tmp_path / "r"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: model 'speednet' cannot be built with {'widths': [8, 16]}: "
+                   "not enough values to unpack (expected 3, got 2)")
+    assert not (tmp_path / "r").exists()
+
+
 def test_corrupted_checkpoint_and_run_folders(real_home, tmp_path):
     run = quick(real_home, tmp_path, epochs=1)
     (run.path / "metrics.json").unlink()

@@ -71,3 +71,6 @@ def create_model(name: str, num_classes: int = 10, **kwargs):
         return info.factory(num_classes=num_classes, **kwargs)
     except TypeError as exc:
         raise MnistlabError(f"model {name!r} does not take these settings: {exc}") from None
+    except ValueError as exc:
+        settings = {k: v for k, v in kwargs.items() if k not in ("mean", "std")}  # the ones a user gives
+        raise MnistlabError(f"model {name!r} cannot be built with {settings}: {exc}") from None

@@ -281,6 +281,7 @@ def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out,
             dist.check_batch(d, cfg.batch_size)
         if info.family == "neural":
             device = _engine(cfg, d).device  # a device, precision or step this machine cannot run fails here, before the run folder
+            build_net({**cfg.to_dict(), "classes": list(spec.classes)})  # and so do model settings the net cannot take
         else:
             device = None
         if cfg.tensorboard:
