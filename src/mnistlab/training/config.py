@@ -109,11 +109,14 @@ PRESETS = {
     # BENCHMARKS.md (never the test set) plus the techniques that paid on a validation split, one at a time
     # (benchmarks/frontier.py): test-time shifts and rotations for digits, a wider net for clothes; mirror and random
     # erasing for clothes from the literature (Zhong et al. 2017).
-    # best-mnist stays at 24-48-96 for 15 epochs: 32-64-128 for 20 epochs tied with it on the held-out images
-    # (`mnistlab evaluate RUN --split held-out`: 45 errors each over seeds 0 and 1) at 1.6 times the time.
-    "best-mnist": {"model": "resnet", "epochs": 15, "batch_size": 128, "optimizer": "adamw", "lr": 1.5e-3,
-                   "schedule": "onecycle", "weight_decay": 1.1e-5, "label_smoothing": 0.136, "dropout": 0.2,
-                   "augment": "rotate=9.4,shift=0.035,scale=0.154,elastic=0.07", "tta": "shift-rotate"},
+    # best-mnist: the technique table's base (speednet, Adam 4e-3 one-cycle, label smoothing 0.1, light augmentation)
+    # with its three rows that paid on validation: wider (48-96-192), longer (15 epochs), test-time shifts and
+    # rotations. It replaced a resnet recipe (24-48-96, the MNIST sweep's settings, 15 epochs) that it beat on the
+    # held-out images seed for seed (`mnistlab evaluate RUN --split held-out`: 42 errors against 45 over seeds 0 and
+    # 1, log-loss 0.016 against 0.020) in a quarter of the training time.
+    "best-mnist": {"model": "speednet", "epochs": 15, "batch_size": 128, "optimizer": "adam", "lr": 4e-3,
+                   "schedule": "onecycle", "label_smoothing": 0.1, "augment": "light", "tta": "shift-rotate",
+                   "model_args": {"widths": [48, 96, 192]}},
     "best-fashion": {"model": "resnet", "dataset": "fashion-mnist", "epochs": 20, "batch_size": 128, "optimizer": "adamw",
                      "lr": 2.6e-3, "schedule": "onecycle", "weight_decay": 1.9e-4, "label_smoothing": 0.065, "dropout": 0.31,
                      "augment": "scale=0.155,elastic=0.1,flip=0.5,erase=0.5", "model_args": {"widths": [32, 64, 128]}},
