@@ -281,7 +281,11 @@ def _train_locked(held: contextlib.ExitStack, d: dist.Dist, model, dataset, out,
             dist.check_batch(d, cfg.batch_size)
         if info.family == "neural":
             device = _engine(cfg, d).device  # a device, precision or step this machine cannot run fails here, before the run folder
-            build_net({**cfg.to_dict(), "classes": list(spec.classes)})  # and so do model settings the net cannot take
+            if cfg.model_args:  # and so do model settings the net cannot take (built on the meta device: no weights)
+                import torch
+
+                with torch.device("meta"):
+                    build_net({**cfg.to_dict(), "classes": list(spec.classes)})
         else:
             device = None
         if cfg.tensorboard:
