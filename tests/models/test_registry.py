@@ -53,6 +53,21 @@ def test_guide_models_are_exactly_the_guides():
     assert count_macs(mlp) == 784 * 128 + 128 * 10
 
 
+@pytest.mark.parametrize("kernel, channels, side", [(3, [32, 48, 64, 80, 96, 112, 128, 144, 160, 176], 8),
+                                                   (5, [32, 64, 96, 128, 160], 8), (7, [48, 96, 144, 192], 4)])
+def test_simplecnn_is_an_et_al_layout(kernel, channels, side):
+    """M3, M5 and M7 of An et al. 2020: KxK convs without padding or pooling, a linear layer with batch norm."""
+    net = create_model("simplecnn", kernel=kernel)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == channels and {c.kernel_size for c in convs} == {(kernel, kernel)}
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    assert net.num_features == channels[-1] * side * side
+    assert [c.out_channels for c in create_model("simplecnn", kernel=kernel, width=0.5).modules()
+            if isinstance(c, torch.nn.Conv2d)] == [round(c / 2) for c in channels]
+    with pytest.raises(MnistlabError, match=r"cannot be built with \{'kernel': 4\}: kernel must be one of \[3, 5, 7\]"):
+        create_model("simplecnn", kernel=4)
+
+
 @pytest.mark.parametrize("name", CLASSICAL)
 def test_classical_models_keep_the_estimator_contract(name):
     from sklearn.base import clone, is_classifier

@@ -44,7 +44,7 @@ def register_model(name: str, *, family: str, description: str, reference: str =
 
 def _ensure_loaded() -> None:
     # The model modules register themselves; import them here so a lookup never depends on import order.
-    from mnistlab.models import classical, cnn, mlp, resnet, speed  # noqa: F401
+    from mnistlab.models import classical, cnn, mlp, resnet, simple, speed  # noqa: F401
 
 
 def get_model_info(name: str) -> ModelInfo:
