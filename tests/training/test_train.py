@@ -4,6 +4,7 @@ floor, seeds reproduce, resume equals an uninterrupted run, transfer learning, a
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from tests.together import run_together
 pytestmark = pytest.mark.realdata
 
 FLOORS = {"mlp": 0.85, "mlp-300": 0.85, "cnn": 0.85, "lenet5": 0.75, "cnn-bn": 0.75, "resnet": 0.75,
-          "speednet": 0.85, "logreg": 0.80, "linear-svm": 0.80, "rbf-svm": 0.85, "rbf-svm-approx": 0.85, "knn": 0.80, "random-forest": 0.80}
+          "speednet": 0.85, "simplecnn": 0.75, "logreg": 0.80, "linear-svm": 0.80, "rbf-svm": 0.85, "rbf-svm-approx": 0.85, "knn": 0.80, "random-forest": 0.80}
 
 
 def quick(real_home, tmp_path, model="mlp", name="run", **kw):
@@ -38,7 +39,8 @@ def quick(real_home, tmp_path, model="mlp", name="run", **kw):
 # the widest nets are narrowed here so the suite stays fast on 2 CPU cores; their full size is benchmarked.
 # The resnet's strong augmentation is made for 20 epochs of 60,000 images: on 2,000 images for 3 epochs
 # it leaves the net between 0.68 and 0.79 by seed, so here it learns with light augmentation (0.80-0.87)
-NARROW = {"resnet": {"model_args": {"widths": [8, 16, 32]}, "epochs": 3, "augment": "light"}, "cnn-bn": {"model_args": {"width": 8}}}
+NARROW = {"resnet": {"model_args": {"widths": [8, 16, 32]}, "epochs": 3, "augment": "light"}, "cnn-bn": {"model_args": {"width": 8}},
+          "simplecnn": {"model_args": {"width": 0.25}, "augment": "light"}}
 
 
 @pytest.mark.parametrize("model", [m for m in list_models() if m != "ensemble"])
@@ -407,9 +409,47 @@ def test_ensemble_recipe_trains_its_members_and_resumes(real_home, tmp_path, mon
     # the same folder for another recipe would mix members of two recipes: refused, nothing touched
     monkeypatch.setitem(config.PRESETS, "other", {"model": "mlp", "epochs": 1, "train_subset": 600, "device": "cpu"})
     assert cli(["ensemble", "--recipe", "other", "--members", "2", "--out", str(out), "-q", "--data-dir", str(real_home)]) != 0
-    assert "member of recipe 'tiny', not 'other'" in capsys.readouterr().err
+    assert "holds the ensemble of recipe 'tiny', not of recipe 'other'" in capsys.readouterr().err
     assert [(m.path / "model.safetensors").stat().st_mtime_ns for m in members] == stamp
+    # a run is a member of a recipe by what it trained, whatever its command: tiny's first version trained what
+    # "other" trains, so its runs are other's members, reused as they are; a run of another seed or other settings
+    # is not taken for one
+    for k in range(2):
+        shutil.copytree(members[k].path, tmp_path / "copy" / "members" / f"seed-{k}")
+    assert cli(["ensemble", "--recipe", "other", "--members", "2", "--out", str(tmp_path / "copy"), "-q",
+                "--data-dir", str(real_home)]) == 0
+    assert [(tmp_path / "copy" / "members" / f"seed-{k}" / "model.safetensors").stat().st_mtime_ns for k in range(2)] == stamp
+    shutil.copytree(members[1].path, tmp_path / "swapped" / "members" / "seed-0")
+    assert cli(["ensemble", "--recipe", "other", "--members", "2", "--out", str(tmp_path / "swapped"), "-q",
+                "--data-dir", str(real_home)]) != 0
+    assert "trained by recipe 'tiny', not recipe 'other' (seed 1, now 0)" in capsys.readouterr().err
     assert cli(["ensemble", "--recipe", "no-such", "--out", str(tmp_path / "x")]) != 0
     assert "unknown recipe 'no-such'" in capsys.readouterr().err
     assert cli(["ensemble", str(members[0].path), "--recipe", "tiny"]) != 0
     assert "not both" in capsys.readouterr().err
+
+
+def test_a_mixed_recipe_cycles_through_its_kinds_one_seed_a_round(real_home, tmp_path, monkeypatch):
+    """Member k of a mixed recipe is preset k % n with seed k // n: a round of kinds shares its held-out images."""
+    from mnistlab.evaluate import evaluate_run
+    from mnistlab.training import config
+    from mnistlab.training.ensemble import train_ensemble
+
+    tiny = {"epochs": 1, "train_subset": 600, "device": "cpu"}
+    monkeypatch.setitem(config.PRESETS, "tiny-mlp", {"model": "mlp", **tiny})
+    monkeypatch.setitem(config.PRESETS, "tiny-cnn", {"model": "cnn", **tiny})
+    monkeypatch.setitem(config.MIXED_RECIPES, "tiny-mix", ("tiny-mlp", "tiny-cnn"))
+    pair = train_ensemble("tiny-mix", 2, out=tmp_path / "mix", data_dir=real_home)
+    first = [load_run(tmp_path / "mix" / "members" / name) for name in ("tiny-mlp-seed-0", "tiny-cnn-seed-0")]
+    assert [(m.config["preset"], m.config["model"], m.config["seed"]) for m in first] == [
+        ("tiny-mlp", "mlp", 0), ("tiny-cnn", "cnn", 0)]
+    held_out = evaluate_run(pair, split="held-out", data_dir=real_home)  # one seed: the same held-out images
+    assert held_out["n"] == 5000
+    # a third member is the next round's first kind, on the next seed; the two finished ones are kept
+    stamp = [(m.path / "model.safetensors").stat().st_mtime_ns for m in first]
+    three = train_ensemble("tiny-mix", 3, out=tmp_path / "mix", data_dir=real_home)
+    third = load_run(tmp_path / "mix" / "members" / "tiny-mlp-seed-1")
+    assert (third.config["model"], third.config["seed"]) == ("mlp", 1)
+    assert [(m.path / "model.safetensors").stat().st_mtime_ns for m in first] == stamp
+    np.testing.assert_allclose(three.test_probs(), np.mean([m.test_probs() for m in [*first, third]], axis=0), atol=1e-6)
+    assert three.metrics["recipe"] == "tiny-mix" and [m["model"] for m in three.metrics["members"]] == ["mlp", "cnn", "mlp"]
