@@ -277,8 +277,8 @@ def train_cmd(
 
 @app.command("ensemble")
 def ensemble_cmd(runs: list[Path] = typer.Argument(None, help="Two or more run folders trained on the same dataset."),
-                 recipe: Optional[str] = typer.Option(None, "--recipe", help="Train the members first: a preset (e.g. best-mnist) or a recipe of several kinds of net (best-mnist-mix)."),
-                 members: int = typer.Option(3, "--members", help="With --recipe: how many members (seeds 0, 1, ...; a mixed recipe cycles through its kinds, one seed a round)."),
+                 recipe: Optional[str] = typer.Option(None, "--recipe", help="Train the members first: a preset, e.g. best-mnist."),
+                 members: int = typer.Option(3, "--members", help="With --recipe: how many members (seeds 0, 1, ...)."),
                  device: Optional[str] = typer.Option(None, help="With --recipe: auto, cpu, cuda or mps."),
                  out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder for the ensemble (with --recipe: its members too)."),
                  quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

@@ -427,29 +427,3 @@ def test_ensemble_recipe_trains_its_members_and_resumes(real_home, tmp_path, mon
     assert "unknown recipe 'no-such'" in capsys.readouterr().err
     assert cli(["ensemble", str(members[0].path), "--recipe", "tiny"]) != 0
     assert "not both" in capsys.readouterr().err
-
-
-def test_a_mixed_recipe_cycles_through_its_kinds_one_seed_a_round(real_home, tmp_path, monkeypatch):
-    """Member k of a mixed recipe is preset k % n with seed k // n: a round of kinds shares its held-out images."""
-    from mnistlab.evaluate import evaluate_run
-    from mnistlab.training import config
-    from mnistlab.training.ensemble import train_ensemble
-
-    tiny = {"epochs": 1, "train_subset": 600, "device": "cpu"}
-    monkeypatch.setitem(config.PRESETS, "tiny-mlp", {"model": "mlp", **tiny})
-    monkeypatch.setitem(config.PRESETS, "tiny-cnn", {"model": "cnn", **tiny})
-    monkeypatch.setitem(config.MIXED_RECIPES, "tiny-mix", ("tiny-mlp", "tiny-cnn"))
-    pair = train_ensemble("tiny-mix", 2, out=tmp_path / "mix", data_dir=real_home)
-    first = [load_run(tmp_path / "mix" / "members" / name) for name in ("tiny-mlp-seed-0", "tiny-cnn-seed-0")]
-    assert [(m.config["preset"], m.config["model"], m.config["seed"]) for m in first] == [
-        ("tiny-mlp", "mlp", 0), ("tiny-cnn", "cnn", 0)]
-    held_out = evaluate_run(pair, split="held-out", data_dir=real_home)  # one seed: the same held-out images
-    assert held_out["n"] == 5000
-    # a third member is the next round's first kind, on the next seed; the two finished ones are kept
-    stamp = [(m.path / "model.safetensors").stat().st_mtime_ns for m in first]
-    three = train_ensemble("tiny-mix", 3, out=tmp_path / "mix", data_dir=real_home)
-    third = load_run(tmp_path / "mix" / "members" / "tiny-mlp-seed-1")
-    assert (third.config["model"], third.config["seed"]) == ("mlp", 1)
-    assert [(m.path / "model.safetensors").stat().st_mtime_ns for m in first] == stamp
-    np.testing.assert_allclose(three.test_probs(), np.mean([m.test_probs() for m in [*first, third]], axis=0), atol=1e-6)
-    assert three.metrics["recipe"] == "tiny-mix" and [m["model"] for m in three.metrics["members"]] == ["mlp", "cnn", "mlp"]

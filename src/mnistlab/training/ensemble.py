@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.data import get_spec, load_dataset
-from mnistlab.errors import RunError
+from mnistlab.errors import RunError, UnknownName
 from mnistlab.fileio import atomic_write, ensure_dir
 from mnistlab.run import RUN_HINT, RUNS_DIR, Run, new_run_dir, run_lock, write_json
 
@@ -28,15 +28,14 @@ def make_ensemble(paths: list[str | Path], out: str | Path | None = None, data_d
 
 def train_ensemble(recipe: str, members: int, out: str | Path | None = None, device: str | None = None,
                    progress: bool = False, data_dir=None) -> Run:
-    """Train `members` runs of the recipe, one after another, then write the ensemble into OUT (default
-    runs/ensemble-RECIPE-xN). A preset's members are OUT/members/seed-K (seeds 0, 1, ...); a mixed recipe's
-    cycle through its kinds, OUT/members/PRESET-seed-K, each round of kinds on one seed. Given again, it reuses
-    the finished members and resumes an interrupted one from its last epoch; a second process on the same
-    folder is refused."""
-    from mnistlab.training.config import recipe_kinds
+    """Train `members` runs of the preset `recipe` with seeds 0, 1, ... into OUT/members/seed-K, then write the
+    ensemble into OUT (default runs/ensemble-RECIPE-xN). Given again, it reuses the finished members and
+    resumes an interrupted one from its last epoch; a second process on the same folder is refused."""
+    from mnistlab.training.config import PRESETS
     from mnistlab.training.trainer import train
 
-    kinds = recipe_kinds(recipe)
+    if recipe not in PRESETS:
+        raise UnknownName("recipe", recipe, PRESETS)
     if members < 2:
         raise RunError(f"an ensemble needs at least two members, got --members {members}")
     root = ensure_dir(Path(out) if out else RUNS_DIR / f"ensemble-{recipe}-x{members}", RUN_HINT, RunError)
@@ -46,14 +45,13 @@ def train_ensemble(recipe: str, members: int, out: str | Path | None = None, dev
             what = f"the ensemble of recipe {held['recipe']!r}" if held.get("recipe") else f"a run of {held['model']}"
             raise RunError(f"{root} holds {what}, not of recipe {recipe!r}; choose another --out")
         runs = []
-        for k in range(members):
-            preset, seed = kinds[k % len(kinds)], k // len(kinds)
-            folder = root / "members" / (f"seed-{seed}" if len(kinds) == 1 else f"{preset}-seed-{seed}")
+        for seed in range(members):
+            folder = root / "members" / f"seed-{seed}"
             if (folder / "config.json").exists():
-                _check_member(Run(folder), preset, seed)
+                _check_member(Run(folder), recipe, seed)
                 run = train(resume=folder, progress=progress, data_dir=data_dir)  # a finished one comes back as it is
             else:
-                run = train(preset=preset, seed=seed, device=device, out=ensure_dir(folder, RUN_HINT, RunError),
+                run = train(preset=recipe, seed=seed, device=device, out=ensure_dir(folder, RUN_HINT, RunError),
                             progress=progress, data_dir=data_dir)
             runs.append(run)
         return _write_ensemble(_members(runs), root, data_dir, recipe=recipe)
