@@ -423,6 +423,11 @@ def test_ensemble_recipe_trains_its_members_and_resumes(real_home, tmp_path, mon
     assert cli(["ensemble", "--recipe", "other", "--members", "2", "--out", str(tmp_path / "swapped"), "-q",
                 "--data-dir", str(real_home)]) != 0
     assert "trained by recipe 'tiny', not recipe 'other' (seed 1, now 0)" in capsys.readouterr().err
+    # nor is a folder that holds a run of its own
+    assert cli(["ensemble", "--recipe", "tiny", "--members", "2", "--out", str(members[0].path), "-q",
+                "--data-dir", str(real_home)]) != 0
+    assert "holds a run of mlp, not of recipe 'tiny'" in capsys.readouterr().err
+    assert (members[0].path / "model.safetensors").stat().st_mtime_ns == stamp[0]
     assert cli(["ensemble", "--recipe", "no-such", "--out", str(tmp_path / "x")]) != 0
     assert "unknown recipe 'no-such'" in capsys.readouterr().err
     assert cli(["ensemble", str(members[0].path), "--recipe", "tiny"]) != 0

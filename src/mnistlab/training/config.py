@@ -127,6 +127,7 @@ PRESETS = {
                      "augment": "scale=0.155,elastic=0.1,flip=0.5,erase=0.5", "model_args": {"widths": [32, 64, 128]}},
 }
 
+
 def resolve_config(settings: dict | None = None, config_file: str | Path | None = None) -> TrainConfig:
     """Model defaults < preset < TOML file < explicit settings (None values are ignored)."""
     from mnistlab.models import get_model_info

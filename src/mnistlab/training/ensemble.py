@@ -40,8 +40,8 @@ def train_ensemble(recipe: str, members: int, out: str | Path | None = None, dev
         raise RunError(f"an ensemble needs at least two members, got --members {members}")
     root = ensure_dir(Path(out) if out else RUNS_DIR / f"ensemble-{recipe}-x{members}", RUN_HINT, RunError)
     with run_lock(root):
-        held = Run(root).config if (root / "config.json").exists() else {"recipe": recipe}
-        if held.get("recipe") != recipe:
+        held = Run(root).config if (root / "config.json").exists() else None
+        if held and held.get("recipe") != recipe:
             what = f"the ensemble of recipe {held['recipe']!r}" if held.get("recipe") else f"a run of {held['model']}"
             raise RunError(f"{root} holds {what}, not of recipe {recipe!r}; choose another --out")
         runs = []
@@ -68,8 +68,10 @@ def _check_member(run: Run, preset: str, seed: int) -> None:
         made_by = run.config.get("preset")
         if made_by == preset:
             origin = f"another version of recipe {preset!r}"
+        elif made_by:
+            origin = f"recipe {made_by!r}, not recipe {preset!r}"
         else:
-            origin = f"{f'recipe {made_by!r}' if made_by else 'settings of its own'}, not recipe {preset!r}"
+            origin = f"settings of its own, not recipe {preset!r}"
         raise RunError(f"{run.path} was trained by {origin} ({'; '.join(changed)}); choose another --out")
 
 
