@@ -218,7 +218,7 @@ def train_cmd(
     dropout: Optional[float] = typer.Option(None, help="Dropout rate (default: the model's)."),
     augment: Optional[str] = typer.Option(None, help="none, light, strong, or KEY=VAL,... e.g. rotate=10,elastic=0.3 (also flip, mixup, cutmix)"),
     ema: Optional[float] = typer.Option(None, "--ema", help="Evaluate and save a moving average of the weights with this decay (e.g. 0.999)."),
-    tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: none, shift or shift-rotate."),
+    tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: none, shift, shift-rotate; for clothes also flip, shift-flip (mirrors)."),
     val_split: Optional[int] = typer.Option(None, "--val-split", help="Training images held out for validation."),
     calibration_split: Optional[int] = typer.Option(None, "--calibration-split",
                                                     help="Training images held out to fit the temperature (default 5000; 0: none)."),

@@ -1,9 +1,10 @@
 """Test-time augmentation: a net's logits averaged over a few slightly moved copies of each image.
 
-For digits and clothes the views are one-pixel shifts (and, for `shift-rotate`, two small rotations):
-never mirrors, which turn a 2 into something else. The views are made with padding, slicing and one
-affine grid, so the averaged net is an ordinary module: evaluation, `Run.predict_proba` (hence the API,
-the pad and ensembles) and the exports all compute the same thing.
+The views are one-pixel shifts (and, for `shift-rotate`, two small rotations), and for clothes the
+left-right mirror of each (`flip`, `shift-flip`): a mirrored shirt is a shirt, but a mirrored 2 is no digit,
+so the mirrors are for Fashion-MNIST, never for digits or letters (as the `flip` augmentation). The views are
+made with padding, slicing, a flip and one affine grid, so the averaged net is an ordinary module: evaluation,
+`Run.predict_proba` (hence the API, the pad and ensembles) and the exports all compute the same thing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from mnistlab.errors import UnknownName
 
 SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (dy, dx) in pixels
 ROTATIONS = (-8.0, 8.0)  # degrees
-TTA = {"none": ((0, 0),), "shift": SHIFTS, "shift-rotate": SHIFTS}  # the rotations are added by name
+# the views' shifts; the rotations and the mirrors are added by name
+TTA = {"none": ((0, 0),), "shift": SHIFTS, "shift-rotate": SHIFTS, "flip": ((0, 0),), "shift-flip": SHIFTS}
 
 
 def check_tta(name: str) -> str:
@@ -33,6 +35,7 @@ class Views(torch.nn.Module):
         super().__init__()
         self.inner, self.shifts = inner, TTA[check_tta(name)]
         self.angles = ROTATIONS if name == "shift-rotate" else ()
+        self.mirror = name.endswith("flip")
 
     def forward(self, x):
         n, _, h, w = x.shape
@@ -43,6 +46,8 @@ class Views(torch.nn.Module):
             theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]],
                                  dtype=x.dtype, device=x.device).expand(n, 2, 3)
             views.append(F.grid_sample(x, F.affine_grid(theta, [n, 1, h, w], align_corners=False), align_corners=False))
+        if self.mirror:
+            views += [v.flip(-1) for v in views]
         total = sum(self.inner(v.contiguous(memory_format=torch.channels_last)).float() for v in views)  # one at a time: the memory of one batch
         return total / len(views)
 

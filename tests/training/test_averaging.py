@@ -43,3 +43,15 @@ def test_shift_views_average_the_one_pixel_moves():
     torch.testing.assert_close(out, torch.tensor([[1 / len(SHIFTS), 1 / len(SHIFTS)]]))
     net = Probe()
     assert with_tta(net, "none") is net and isinstance(with_tta(net, "shift-rotate"), Views)
+
+
+def test_flip_views_add_the_mirror_of_each_view():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 10, 10] = 1.0
+    out = Views(Probe(), "flip")(x)
+    # the unmoved image and its mirror: the ink at column 10 lands at column 17 in the mirror, away from both probes
+    torch.testing.assert_close(out, torch.tensor([[0.5, 0.0]]))
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 10, 17] = 1.0  # the mirror of column 10: only the mirrors see it at (10, 10), and at (10, 11) after a shift left
+    out = Views(Probe(), "shift-flip")(x)
+    torch.testing.assert_close(out, torch.tensor([[1 / (2 * len(SHIFTS)), 1 / (2 * len(SHIFTS))]]))

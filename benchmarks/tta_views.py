@@ -1,0 +1,57 @@
+"""Test-time views judged on the held-out images: each finished run's own net evaluated under each set of
+views (mnistlab/tta.py), on the training images it never trained on (those its temperature was fitted on),
+with the test accuracy beside it for the record only. No training: the nets are the runs' own.
+
+Run: .venv/bin/python benchmarks/tta_views.py RUN [RUN ...] [--views none shift shift-flip]
+Prints a Markdown table for BENCHMARKS.md (log-loss after a temperature fitted on the same held-out images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def probabilities(net, images: np.ndarray) -> np.ndarray:
+    import torch
+
+    x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
+    with torch.inference_mode():
+        return torch.cat([net(x[i:i + 1000]).float().softmax(1) for i in range(0, len(x), 1000)]).numpy()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--views", nargs="+", default=["none", "shift", "flip", "shift-flip"])
+    args = ap.parse_args()
+    import torch
+
+    from mnistlab.calibration import apply_temperature, fit_temperature, nll
+    from mnistlab.data import get_spec, load_dataset
+    from mnistlab.evaluate.evaluate import held_out_split
+    from mnistlab.run import Run
+    from mnistlab.training.engine import hardware_name
+    from mnistlab.tta import with_tta
+
+    print(f"CPU: {hardware_name(torch.device('cpu'))}; {time.strftime('%Y-%m-%d')}")
+    print("| run | views | held-out errors | held-out accuracy | held-out log-loss | test accuracy (for the record) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for path in args.runs:
+        run = Run(path)
+        spec = get_spec(run.config["dataset"])
+        _, held = held_out_split(run, spec)
+        test = load_dataset(spec, "test")
+        for views in args.views:
+            net = with_tta(run.model, views)
+            p_held, p_test = probabilities(net, held.images), probabilities(net, test.images)
+            errors = int((p_held.argmax(1) != held.labels).sum())
+            t = fit_temperature(p_held, held.labels)
+            print(f"| {path} | {views} | {errors} | {1 - errors / len(held):.2%} | {nll(apply_temperature(p_held, t), held.labels):.4f} | "
+                  f"{(p_test.argmax(1) == test.labels).mean():.2%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
