@@ -15,8 +15,6 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
-
 VAL = 10_000
 SPEEDNET = {"model": "speednet", "batch_size": 128, "optimizer": "adam", "lr": 4e-3, "schedule": "onecycle",
             "label_smoothing": 0.1, "model_args": {"widths": [32, 64, 128]}, "val_split": VAL}
@@ -51,8 +49,6 @@ ROWS = {
 
 def val_accuracy_with_views(run, views: str, data_dir=None) -> float:
     """The validation accuracy of a finished run's net under test-time augmentation `views`."""
-    import torch
-
     from mnistlab.data import get_spec, load_dataset
     from mnistlab.training.trainer import _config_of, split_indices
     from mnistlab.tta import with_tta
@@ -61,11 +57,8 @@ def val_accuracy_with_views(run, views: str, data_dir=None) -> float:
     spec = get_spec(cfg.dataset)
     ds = load_dataset(spec, "train", data_dir=data_dir)
     _, val, _ = split_indices(ds.labels, cfg, spec.num_classes)
-    net = with_tta(run.model, views)
-    x = torch.from_numpy(ds.images[val].astype(np.float32) / 255).unsqueeze(1)
-    with torch.inference_mode():
-        pred = torch.cat([net(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)]).numpy()
-    return float((pred == ds.labels[val]).mean())
+    run.predictor = with_tta(run.model, views)  # the run's own prediction, with these views instead of its own
+    return float((run.predict(ds.images[val]) == ds.labels[val]).mean())
 
 
 def main() -> None:

@@ -11,16 +11,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
-
-def probabilities(net, images: np.ndarray) -> np.ndarray:
-    import torch
-
-    x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
-    with torch.inference_mode():
-        return torch.cat([net(x[i:i + 1000]).float().softmax(1) for i in range(0, len(x), 1000)]).numpy()
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -45,10 +35,10 @@ def main() -> None:
         _, held = held_out_split(run, spec)
         test = load_dataset(spec, "test")
         for views in args.views:
-            net = with_tta(run.model, views)
-            p_held, p_test = probabilities(net, held.images), probabilities(net, test.images)
+            run.predictor = with_tta(run.model, views)  # the run's own prediction, with these views instead of its own
+            p_held, p_test = run.predict_proba(held.images), run.predict_proba(test.images)
             errors = int((p_held.argmax(1) != held.labels).sum())
-            t = fit_temperature(p_held, held.labels)
+            t = fit_temperature(p_held, held.labels)  # on top of the run's own: together, the best for these views
             print(f"| {path} | {views} | {errors} | {1 - errors / len(held):.2%} | {nll(apply_temperature(p_held, t), held.labels):.4f} | "
                   f"{(p_test.argmax(1) == test.labels).mean():.2%} |", flush=True)
 
