@@ -111,6 +111,7 @@ def test_held_out_is_the_images_a_run_never_trained_on(tiny_runs, real_home, tmp
     ev = evaluate_run(mlp, split="held-out", data_dir=real_home)
     assert ev["n"] == 5000 and ev["split"] == "held-out" and ev["source"] == "predicted"
     assert ev["loss"] == pytest.approx(mlp.metrics["calibration"]["held_out"]["nll_after"], rel=1e-3)
+    assert ev["accuracy"] == mlp.metrics["calibration"]["held_out"]["accuracy"]  # recorded by training: no evaluate needed
     assert (mlp.path / "eval-mnist-held-out.json").exists()
     train_labels = load_dataset("mnist", "train", data_dir=real_home).labels
     assert ev["confident_mistakes"] and all(train_labels[w["index"]] == w["true"] for w in ev["confident_mistakes"])
