@@ -13,10 +13,10 @@
 #
 # Sections (all by default, in this order): tests step speedrun resnet speedrun995 fashion profile suite; also
 # `recipes` (the speedrun-gpu recipe in four single-epoch processes: the step's way and the precision) and
-# `frontier` (the accuracy frontier's recipes, best-mnist and best-fashion, seeds 0 and 1, each pair averaged:
-# the README's GPU times; about 2 minutes on an H100), and the frontier's next steps, each judged on the held-out
-# images of seeds 0 and 1 (the table's last column): `fashion-long` (best-fashion at 80 epochs), `fashion-wide`
-# (best-fashion on a resnet 64-128-256) and `mnist-long` (best-mnist at 60 epochs).
+# `frontier` (the accuracy frontier's recipes, best-mnist, best-fashion and best-fashion-cpu, seeds 0 and 1, each
+# pair averaged: the README's GPU times; about 5 minutes on an H100), and the questions BENCHMARKS.md answered on
+# the held-out images of seeds 0 and 1 (the table's last column): `fashion-long` (best-fashion-cpu at 80 epochs),
+# `fashion-wide` (best-fashion-cpu on a resnet 64-128-256) and `mnist-long` (best-mnist at 60 epochs).
 # Each runs under its own time limit and inside one overall budget (BUDGET seconds, default 400); a section
 # that fails or runs out of time is reported and the next one runs. Logs and JSON go to $OUT (default
 # gpu-data/out), run folders to gpu-data/runs; the table at the end reads them.
@@ -96,12 +96,12 @@ pair() {
 }
 export -f pair
 export ML RUNS OUT ENS=gpu-data/ensembles
-want frontier && section "the frontier recipes: best-mnist and best-fashion, seeds 0 and 1, each pair averaged" 240 \
-  bash -c 'pair best-mnist --preset best-mnist && pair best-fashion --preset best-fashion'
-want fashion-long && section "best-fashion at 80 epochs instead of 40 (judged on held-out images)" 200 \
-  bash -c 'pair best-fashion-80 --preset best-fashion --epochs 80'
-want fashion-wide && section "best-fashion on a resnet 64-128-256 instead of 32-64-128 (judged on held-out images)" 200 \
-  bash -c 'pair best-fashion-wide --preset best-fashion --model-arg widths=64,128,256'
+want frontier && section "the frontier recipes: best-mnist, best-fashion and best-fashion-cpu, seeds 0 and 1, each pair averaged" 360 \
+  bash -c 'pair best-mnist --preset best-mnist && pair best-fashion --preset best-fashion && pair best-fashion-cpu --preset best-fashion-cpu'
+want fashion-long && section "best-fashion-cpu at 80 epochs instead of 40 (judged on held-out images)" 200 \
+  bash -c 'pair best-fashion-cpu-80 --preset best-fashion-cpu --epochs 80'
+want fashion-wide && section "best-fashion-cpu on a resnet 64-128-256 instead of 32-64-128 (judged on held-out images)" 200 \
+  bash -c 'pair best-fashion-64 --preset best-fashion-cpu --model-arg widths=64,128,256'
 want mnist-long && section "best-mnist at 60 epochs instead of 30 (judged on held-out images)" 90 \
   bash -c 'pair best-mnist-60 --preset best-mnist --epochs 60'
 want fashion && section "speedrun, Fashion-MNIST 92% (3 runs)" 60 \

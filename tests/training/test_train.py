@@ -382,6 +382,29 @@ def test_weight_average_and_test_time_augmentation_end_to_end(real_home, tmp_pat
     np.testing.assert_array_equal(resumed.test_probs(), whole.test_probs())
 
 
+@pytest.mark.parametrize("preset", ["best-mnist", "best-mnist-resnet", "best-fashion", "best-fashion-cpu"])
+def test_each_frontier_recipe_builds_its_net(preset):
+    """A recipe is settings that the trainer takes as they are: its net builds with its arguments and predicts
+    its dataset's classes, and its augmentation and test-time views parse."""
+    from mnistlab.run import build_net
+    from mnistlab.training.augment import parse_augment
+    from mnistlab.training.config import resolve_config
+    from mnistlab.tta import with_tta
+
+    cfg = resolve_config({"preset": preset})
+    net = build_net({**dataclasses.asdict(cfg), "classes": [str(k) for k in range(10)]}).eval()
+    parse_augment(cfg.augment)
+    assert with_tta(net, cfg.tta)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_the_cpu_fashion_recipe_is_the_gpu_one_narrower():
+    from mnistlab.training.config import PRESETS
+
+    gpu, cpu = PRESETS["best-fashion"], PRESETS["best-fashion-cpu"]
+    assert {k: v for k, v in gpu.items() if k != "model_args"} == {k: v for k, v in cpu.items() if k != "model_args"}
+    assert gpu["model_args"]["widths"] == [4 * w for w in cpu["model_args"]["widths"]]
+
+
 def _test_labels(real_home):
     return np.asarray(mnistlab.load_dataset("mnist", "test", data_dir=real_home).labels)
 
