@@ -145,8 +145,9 @@ for run in sorted(runs.glob("*")):
     mp = run / "metrics.json"
     if mp.exists():
         m = json.loads(mp.read_text())
-        acc, n = m.get("calibration", {}).get("held_out", {}).get("accuracy"), m.get("calibration", {}).get("images")
-        held = f"{acc:.2%} ({round((1 - acc) * n)})" if acc is not None else "-"
+        cal = m.get("calibration", {})
+        acc = cal.get("held_out", {}).get("accuracy")
+        held = f"{acc:.2%} ({round((1 - acc) * cal['images'])})" if acc is not None else "-"
         wall = f", {float(walls[run.name]):.1f} wall" if run.name in walls else ""
         print(f"| train {run.name} ({m['model']}, {m['epochs']} epochs) | {m['hardware']['name']} | {m['precision']}, {m['step']} | "
               f"{m['train_seconds']:.2f} training{wall} | {m['test_accuracy']:.2%} (one view {m.get('test_accuracy_single_view', m['test_accuracy']):.2%}) | "

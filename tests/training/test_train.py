@@ -397,14 +397,6 @@ def test_each_frontier_recipe_builds_its_net(preset):
     assert with_tta(net, cfg.tta)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
-def test_the_cpu_fashion_recipe_is_the_gpu_one_narrower():
-    from mnistlab.training.config import PRESETS
-
-    gpu, cpu = PRESETS["best-fashion"], PRESETS["best-fashion-cpu"]
-    assert {k: v for k, v in gpu.items() if k != "model_args"} == {k: v for k, v in cpu.items() if k != "model_args"}
-    assert gpu["model_args"]["widths"] == [4 * w for w in cpu["model_args"]["widths"]]
-
-
 def _test_labels(real_home):
     return np.asarray(mnistlab.load_dataset("mnist", "test", data_dir=real_home).labels)
 

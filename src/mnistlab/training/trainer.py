@@ -540,7 +540,8 @@ def calibrate(cal_probs: np.ndarray, cal_labels: np.ndarray, test_probs: np.ndar
         if probs is None:
             continue
         after = apply_temperature(probs, temperature)
-        out[name] = {"accuracy": float((probs.argmax(1) == labels).mean()), "ece_before": expected_calibration_error(probs, labels)[0], "ece_after": expected_calibration_error(after, labels)[0],
+        out[name] = {"accuracy": float((probs.argmax(1) == labels).mean()),
+                     "ece_before": expected_calibration_error(probs, labels)[0], "ece_after": expected_calibration_error(after, labels)[0],
                      "nll_before": nll(probs, labels), "nll_after": nll(after, labels)}
     return out
 
