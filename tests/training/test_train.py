@@ -397,6 +397,19 @@ def test_each_frontier_recipe_builds_its_net(preset):
     assert with_tta(net, cfg.tta)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_a_gpu_recipe_on_the_cpu_says_which_to_run_instead(real_home, tmp_path, monkeypatch, caplog):
+    from mnistlab.training import config
+
+    monkeypatch.setitem(config.PRESETS, "tiny-gpu", {"model": "mlp", "epochs": 1, "train_subset": 600})
+    monkeypatch.setitem(config.ON_A_CPU, "tiny-gpu", "recipe 'tiny-gpu' is made for a GPU; --preset tiny trains in a second")
+    with caplog.at_level("WARNING", logger="mnistlab.training.trainer"):
+        train(preset="tiny-gpu", device="cpu", out=tmp_path / "gpu-recipe", data_dir=real_home)
+        assert "recipe 'tiny-gpu' is made for a GPU; --preset tiny" in caplog.text
+        caplog.clear()
+        train(model="mlp", epochs=1, train_subset=600, device="cpu", out=tmp_path / "plain", data_dir=real_home)
+    assert "made for a GPU" not in caplog.text
+
+
 def _test_labels(real_home):
     return np.asarray(mnistlab.load_dataset("mnist", "test", data_dir=real_home).labels)
 

@@ -134,6 +134,9 @@ PRESETS = {
 }
 # best-fashion-cpu: best-fashion on the resnet 32-64-128 (a sixteenth of its multiply-adds): 47 minutes on a 2-core CPU
 PRESETS["best-fashion-cpu"] = {**PRESETS["best-fashion"], "model_args": {"widths": [32, 64, 128]}}
+# Recipes made for a GPU: what `mnistlab train` says when it trains one on a CPU (BENCHMARKS.md's times)
+ON_A_CPU = {"best-fashion": "recipe 'best-fashion' is made for a GPU (84 s on an H100, about 7 hours on a 2-core CPU); "
+                            "--preset best-fashion-cpu trains it on a narrower net in about 47 minutes"}
 
 
 def resolve_config(settings: dict | None = None, config_file: str | Path | None = None) -> TrainConfig:

@@ -28,7 +28,7 @@ from mnistlab.training import tensorboard
 from mnistlab.training.augment import parse_augment
 from mnistlab.training.averaging import WeightAverage
 from mnistlab.training.batches import epoch_batches
-from mnistlab.training.config import TrainConfig, resolve_config
+from mnistlab.training.config import ON_A_CPU, TrainConfig, resolve_config
 from mnistlab.training.curve import Curve
 from mnistlab.training.engine import Engine, hardware_name, resolve_engine
 from mnistlab.run import (Run, append_jsonl, build_net, classical_proba, load_checkpoint, new_run_dir, run_lock,
@@ -388,6 +388,8 @@ def _train_net(cfg, cfg_dict, run_dir: Path, data, progress, on_epoch_end, d: di
     train_ds, test_ds, train_idx, val_idx, calib_idx = data
     engine = _engine(cfg, d)
     device = engine.device
+    if device.type == "cpu" and cfg.preset in ON_A_CPU and d.main:
+        log.warning(ON_A_CPU[cfg.preset])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif d.active and device.type == "cpu":  # processes on one machine share its cores
