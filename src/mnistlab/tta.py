@@ -28,6 +28,21 @@ def check_tta(name: str) -> str:
     return name
 
 
+def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Images (N, C, H, W) moved by one pixel at most down (dy) and right (dx), the edge filled with zeros."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (1, 1, 1, 1))[:, :, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+
+
+def turned(x: torch.Tensor, degrees: float, scale: float = 1.0) -> torch.Tensor:
+    """Images (N, C, H, W) rotated about their centre (and shrunk by `scale` > 1, enlarged by < 1): one affine grid."""
+    n, c, h, w = x.shape
+    a = math.radians(degrees)
+    theta = torch.tensor([[math.cos(a) * scale, -math.sin(a) * scale, 0.0], [math.sin(a) * scale, math.cos(a) * scale, 0.0]],
+                         dtype=x.dtype, device=x.device).expand(n, 2, 3)
+    return F.grid_sample(x, F.affine_grid(theta, [n, c, h, w], align_corners=False), align_corners=False)
+
+
 class Views(torch.nn.Module):
     """The mean of `inner`'s logits over the views of a test-time augmentation."""
 
@@ -38,14 +53,7 @@ class Views(torch.nn.Module):
         self.mirror = name.endswith("flip")
 
     def forward(self, x):
-        n, _, h, w = x.shape
-        padded = F.pad(x, (1, 1, 1, 1))
-        views = [padded[:, :, 1 - dy:1 - dy + h, 1 - dx:1 - dx + w] for dy, dx in self.shifts]
-        for degrees in self.angles:
-            a = math.radians(degrees)
-            theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]],
-                                 dtype=x.dtype, device=x.device).expand(n, 2, 3)
-            views.append(F.grid_sample(x, F.affine_grid(theta, [n, 1, h, w], align_corners=False), align_corners=False))
+        views = [shifted(x, dy, dx) for dy, dx in self.shifts] + [turned(x, degrees) for degrees in self.angles]
         if self.mirror:
             views += [v.flip(-1) for v in views]
         total = sum(self.inner(v.contiguous(memory_format=torch.channels_last)).float() for v in views)  # one at a time: the memory of one batch

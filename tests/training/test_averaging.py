@@ -3,7 +3,7 @@
 import torch
 
 from mnistlab.training.averaging import WeightAverage
-from mnistlab.tta import SHIFTS, Views, with_tta
+from mnistlab.tta import SHIFTS, Views, turned, with_tta
 
 
 def test_the_average_follows_the_weights_at_its_rate():
@@ -55,3 +55,16 @@ def test_flip_views_add_the_mirror_of_each_view():
     x[0, 0, 10, 17] = 1.0  # the mirror of column 10: only the mirrors see it at (10, 10), and at (10, 11) after a shift left
     out = Views(Probe(), "shift-flip")(x)
     torch.testing.assert_close(out, torch.tensor([[1 / (2 * len(SHIFTS)), 1 / (2 * len(SHIFTS))]]))
+
+
+def test_turned_rotates_and_zooms_about_the_centre():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 10, 20] = 1.0
+    torch.testing.assert_close(turned(x, 0.0), x)
+    # a quarter turn maps pixel centres onto pixel centres: the ink moves whole, from (10, 20) to (7, 10)
+    expected = torch.zeros(1, 1, 28, 28)
+    expected[0, 0, 7, 10] = 1.0
+    torch.testing.assert_close(turned(x, 90.0), expected, atol=1e-6, rtol=0)
+    # scale 2 shrinks the image to half its size about the centre: a white page keeps its middle, loses its rim
+    small = turned(torch.ones(1, 1, 28, 28), 0.0, scale=2.0)
+    assert small[0, 0, 14, 14] == 1.0 and small[0, 0, 0, 0] == 0.0 and small[0, 0, 14, 1] == 0.0
