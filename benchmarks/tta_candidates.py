@@ -66,7 +66,7 @@ def main() -> None:
     from mnistlab.training.engine import hardware_name
 
     print(f"CPU: {hardware_name(torch.device('cpu'))}; {time.strftime('%Y-%m-%d')}")
-    views, totals = pool(), {name: [0, 0.0, 0] for name in SETS}
+    views, totals = pool(), {name: np.zeros(3) for name in SETS}  # held-out errors, mean log-loss, test errors
     for path in args.runs:
         start, run = time.time(), Run(path)
         spec = get_spec(run.config["dataset"])
@@ -77,13 +77,13 @@ def main() -> None:
             errors, p = score(on_held, names, held.labels)
             loss = nll(apply_temperature(p, fit_temperature(p, held.labels)), held.labels)
             test_errors = score(on_test, names, test.labels)[0]
-            totals[name] = [totals[name][0] + errors, totals[name][1] + loss / len(args.runs), totals[name][2] + test_errors]
+            totals[name] += (errors, loss / len(args.runs), test_errors)
             print(f"{path} | {name} | {errors} | {loss:.4f} | {test_errors}", flush=True)
         print(f"{path}: {time.time() - start:.0f} s", flush=True)
-    print(f"\n| views | held-out errors ({len(args.runs)} runs) | mean held-out log-loss | test errors (for the record) |")
+    print(f"\n| views | held-out errors ({len(args.runs)} runs) | mean held-out log-loss | test errors (the record) |")
     print("| --- | ---: | ---: | ---: |")
     for name, (errors, loss, test_errors) in totals.items():
-        print(f"| {name} | {errors} | {loss:.5f} | {test_errors} |")
+        print(f"| {name} | {errors:.0f} | {loss:.5f} | {test_errors:.0f} |")
 
 
 if __name__ == "__main__":

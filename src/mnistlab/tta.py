@@ -37,9 +37,8 @@ def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 def turned(x: torch.Tensor, degrees: float, scale: float = 1.0) -> torch.Tensor:
     """Images (N, C, H, W) rotated about their centre (and shrunk by `scale` > 1, enlarged by < 1): one affine grid."""
     n, c, h, w = x.shape
-    a = math.radians(degrees)
-    theta = torch.tensor([[math.cos(a) * scale, -math.sin(a) * scale, 0.0], [math.sin(a) * scale, math.cos(a) * scale, 0.0]],
-                         dtype=x.dtype, device=x.device).expand(n, 2, 3)
+    cos, sin = scale * math.cos(math.radians(degrees)), scale * math.sin(math.radians(degrees))
+    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=x.dtype, device=x.device).expand(n, 2, 3)
     return F.grid_sample(x, F.affine_grid(theta, [n, c, h, w], align_corners=False), align_corners=False)
 
 
