@@ -48,8 +48,8 @@ def logits(net, images, views, batch_size: int = 2000) -> dict[str, np.ndarray]:
 
 def score(view_logits: dict[str, np.ndarray], names: list[str], labels: np.ndarray) -> tuple[int, np.ndarray]:
     z = np.mean([view_logits[n] for n in names], axis=0)
-    z -= z.max(1, keepdims=True)
-    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    e = np.exp(z - z.max(1, keepdims=True))
+    p = e / e.sum(1, keepdims=True)
     return int((p.argmax(1) != labels).sum()), p
 
 
