@@ -49,14 +49,11 @@ ROWS = {
 
 def val_accuracy_with_views(run, views: str, data_dir=None) -> float:
     """The validation accuracy of a finished run's net under test-time augmentation `views`."""
-    from mnistlab.data import get_spec, load_dataset
-    from mnistlab.training.trainer import _config_of, split_indices
+    from mnistlab.data import load_dataset
     from mnistlab.tta import with_tta
 
-    cfg = _config_of(run.config)
-    spec = get_spec(cfg.dataset)
-    ds = load_dataset(spec, "train", data_dir=data_dir)
-    _, val, _ = split_indices(ds.labels, cfg, spec.num_classes)
+    ds = load_dataset(run.config["dataset"], "train", data_dir=data_dir)
+    val = run.split(ds.labels).val
     run.predictor = with_tta(run.model, views)  # the run's own prediction, with these views instead of its own
     return float((run.predict(ds.images[val]) == ds.labels[val]).mean())
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from mnistlab.bench.speedrun import _warm_up
 from mnistlab.data import get_spec
 from mnistlab.training import train
-from mnistlab.training.config import PRESETS
+from mnistlab.config import PRESETS
 from mnistlab.training.engine import hardware_name, resolve_engine
 
 

@@ -1,16 +1,19 @@
-"""A run folder: the `Run` object that reads it back, its writers, its lock, and the net its config
-describes. Training writes run folders; evaluation, serving, ensembles and sweeps read them; this
-module uses none of those.
+"""A run folder: `RunFolder`, the one place that makes, locks and writes one, and `Run`, which reads it back.
+Training writes run folders through RunFolder; evaluation, serving, ensembles and sweeps read them through Run;
+this module uses none of those.
 
     runs/<date>-<model>-<dataset>/
-      config.json        the resolved TrainConfig (plus dataset classes and input mean/std)
+      config.json        the TrainConfig and the dataset's facts (classes, input mean/std, content checksums);
+                         an ensemble's names its kind and members instead
+      split.npz          the training images' indices: train, val, calibration (the held-out ones are read, never
+                         recomputed; folders from before it existed get theirs recomputed from the seed)
       metrics.jsonl      one line per completed epoch
       curve.jsonl        the training loss and accuracy every few steps (nets; about 64 points a run)
       metrics.json       the final record: test accuracy and loss, temperature and calibration, timings, sizes,
                          versions, data checksums
       model.safetensors  the net's weights (model.skops for scikit-learn models)
       checkpoint.pt      model + optimizer + epoch + history: what --resume needs
-      test_probs.npy     float32 (N_test, classes): used by evaluation, reports and ensembles
+      test_probs.npy     float32 (N_test, classes), calibrated: used by evaluation, reports and ensembles
       .lock              held by the process training the run, so a second one cannot train it at once
 """
 
@@ -19,20 +22,25 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import platform
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from mnistlab.config import TrainConfig
 from mnistlab.errors import MnistlabError, RunBusy, RunError
 from mnistlab.fileio import atomic_write, atomic_write_json, ensure_dir, storage_error
+from mnistlab.split import SPLIT_FILE, Split, split_indices
 
 RUNS_DIR = Path("runs")
 RUN_HINT = "pass --out to a writable folder"
 # types a scikit-learn run may contain; anything else in a .skops file is refused
 SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+ENSEMBLE = "ensemble"  # the kind of run whose model is its member runs (config.json "kind")
 
 
 def new_run_dir(out: str | Path | None, model: str, dataset: str) -> Path:
@@ -57,12 +65,11 @@ def new_run_dir(out: str | Path | None, model: str, dataset: str) -> Path:
     raise AssertionError("unreachable")
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path, new: bool = False) -> Iterator[None]:
-    """Hold the run folder's lock while training it: a second process that tries to train (or resume)
-    the same run fails at once, before reading or writing anything. The operating system frees the
-    lock when its process dies, so a run killed with kill -9 can be resumed. `new`: the folder must
-    still be empty once locked (another process may have started a run in it in the meantime)."""
+def _take_lock(run_dir: Path, new: bool = False):
+    """The run folder's lock, held: a second process that tries to train (or resume) the same run fails at once,
+    before reading or writing anything. The operating system frees the lock when its process dies, so a run killed
+    with kill -9 can be resumed. `new`: the folder must still be empty once locked (another process may have
+    started a run in it in the meantime)."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(run_dir / ".lock"), timeout=0)
@@ -73,12 +80,155 @@ def run_lock(run_dir: Path, new: bool = False) -> Iterator[None]:
                       f"(or stop it), then mnistlab train --resume {run_dir}") from None
     except OSError as exc:
         raise storage_error(exc, run_dir, RUN_HINT, RunError) from None
+    if new and any(p.name != ".lock" for p in run_dir.iterdir()):
+        lock.release()
+        raise RunError(f"{run_dir} was just taken by another run; choose another --out")
+    return lock
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, new: bool = False) -> Iterator[None]:
+    """Hold a run folder's lock for the length of a `with` block (see `_take_lock`)."""
+    lock = _take_lock(run_dir, new)
     try:
-        if new and any(p.name != ".lock" for p in run_dir.iterdir()):
-            raise RunError(f"{run_dir} was just taken by another run; choose another --out")
         yield
     finally:
         lock.release()
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a run knows of the data it trained on, beside its settings."""
+
+    classes: list[str]
+    input_mean: float  # the training images' pixel mean and std in [0, 1]: the net normalises by them
+    input_std: float
+    dataset_sha256: dict | None  # the cached files' content checksums, so a result names its exact data
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DatasetFacts":
+        return cls(list(values["classes"]), float(values.get("input_mean", 0.1307)), float(values.get("input_std", 0.3081)),
+                   values.get("dataset_sha256"))
+
+
+def config_record(cfg: TrainConfig, facts: DatasetFacts, world_size: int | None = None) -> dict:
+    """config.json of a trained run: its settings, the dataset's facts, the augmentation as resolved (for readers)."""
+    from mnistlab.training.augment import parse_augment
+
+    record = {**cfg.to_dict(), "classes": list(facts.classes), "input_mean": facts.input_mean, "input_std": facts.input_std,
+              "augment_resolved": parse_augment(cfg.augment).__dict__, "dataset_sha256": facts.dataset_sha256}
+    return {**record, "world_size": world_size} if world_size else record
+
+
+class RunFolder:
+    """A run folder being written: made (or reopened to resume) and locked in one place, by this process, until
+    `close`; it holds the run's TrainConfig and dataset facts, keeps its split, and writes each epoch and the final
+    files atomically. A process of a distributed run other than rank 0 holds a view (`lock=None`) and writes nothing."""
+
+    def __init__(self, path: Path, cfg: TrainConfig, facts: DatasetFacts, *, lock=None, world_size: int | None = None,
+                 finished: bool = False):
+        self.path, self.cfg, self.facts, self._lock, self.world_size = Path(path), cfg, facts, lock, world_size
+        self.finished = finished  # it held its final files when opened: nothing left to train
+
+    @classmethod
+    def create(cls, out, cfg: TrainConfig, facts: DatasetFacts, split: Split, world_size: int | None = None) -> "RunFolder":
+        """A new run's folder: made, locked, its config and split written."""
+        path = new_run_dir(out, cfg.model, cfg.dataset)
+        folder = cls(path, cfg, facts, lock=_take_lock(path, new=True), world_size=world_size)
+        try:
+            folder._write_json("config.json", folder.record())
+            atomic_write(path / SPLIT_FILE, lambda fh: np.savez_compressed(fh, **split.arrays()), hint=RUN_HINT, error=RunError)
+        except BaseException:
+            folder.close()
+            raise
+        return folder
+
+    @classmethod
+    def reopen(cls, path: str | Path) -> "RunFolder":
+        """An existing run's folder, locked before its checkpoint or metrics are looked at (to resume it)."""
+        record = Run(path).config
+        lock = _take_lock(Path(path))
+        return cls(Path(path), TrainConfig.from_dict(record), DatasetFacts.from_dict(record), lock=lock,
+                   world_size=record.get("world_size"), finished=(Path(path) / "metrics.json").exists())
+
+    @classmethod
+    def view(cls, path: str, record: dict, finished: bool) -> "RunFolder":
+        """Rank 0's folder as another process of a distributed run sees it: its settings, never its files."""
+        return cls(Path(path), TrainConfig.from_dict(record), DatasetFacts.from_dict(record),
+                   world_size=record.get("world_size"), finished=finished)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def record(self) -> dict:
+        return config_record(self.cfg, self.facts, self.world_size)
+
+    def split(self, train_labels: np.ndarray, neural: bool) -> Split:
+        """The split it keeps; recomputed from the seed for a folder written before splits were kept."""
+        kept = self.path / SPLIT_FILE
+        if kept.exists():
+            return Split.read(kept)
+        return split_indices(train_labels, self.cfg, len(self.facts.classes), neural)
+
+    def last_checkpoint(self) -> dict | None:
+        path = self.path / "checkpoint.pt"
+        return load_checkpoint(path) if path.exists() else None
+
+    def save_epoch(self, history: list[dict], curve: list[dict], checkpoint: dict | None = None) -> None:
+        """An epoch's checkpoint (what a resume starts from), then its rows and points: the rows never claim an
+        epoch that the checkpoint lacks (a full disk between the two leaves the rows one epoch behind, and a resume
+        writes them again from the checkpoint)."""
+        if checkpoint is not None:
+            save_torch(self.path / "checkpoint.pt", checkpoint)
+        append_jsonl(self.path / "metrics.jsonl", history)
+        if curve:
+            append_jsonl(self.path / "curve.jsonl", curve)
+
+    def save_weights(self, state: dict) -> None:
+        from safetensors.torch import save
+
+        atomic_write(self.path / "model.safetensors", lambda fh: fh.write(save(state)), hint=RUN_HINT, error=RunError)
+
+    def save_estimator(self, est) -> None:
+        import skops.io as sio
+
+        atomic_write(self.path / "model.skops", lambda fh: fh.write(sio.dumps(est)), hint=RUN_HINT, error=RunError)
+
+    def save_test_probs(self, probs: np.ndarray) -> None:
+        atomic_write(self.path / "test_probs.npy", lambda fh: np.save(fh, probs.astype(np.float32), allow_pickle=False),
+                     hint=RUN_HINT, error=RunError)
+
+    def save_metrics(self, metrics: dict) -> "Run":
+        """The final record, written last: a folder with metrics.json is a finished run."""
+        self._write_json("metrics.json", metrics)
+        return Run(self.path)
+
+    def _write_json(self, name: str, obj) -> None:
+        write_json(self.path / name, obj)
+
+
+def versions() -> dict:
+    """Versions of what a run used, read from the installed packages' metadata (importing scikit-learn
+    just to ask would cost a second and a half)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    v = {"mnistlab": __import__("mnistlab").__version__, "python": platform.python_version(), "numpy": np.__version__,
+         "torch": torch.__version__}
+    try:
+        v["scikit-learn"] = version("scikit-learn")
+    except PackageNotFoundError:
+        pass
+    return v
 
 
 def write_json(path: Path, obj) -> None:
@@ -202,15 +352,41 @@ class Run:
         return list(self.config["classes"])
 
     @property
-    def family(self) -> str:
+    def kind(self) -> str:
+        """neural, classical or ensemble (a run whose model is its members; written by `mnistlab ensemble`)."""
+        if self.config.get("kind") == ENSEMBLE or self.config["model"] == ENSEMBLE:  # the second: folders of before
+            return ENSEMBLE
         from mnistlab.models import get_model_info
 
         return get_model_info(self.config["model"]).family
 
+    family = kind  # the name the rest of mnistlab has long used
+
+    @cached_property
+    def settings(self) -> TrainConfig:
+        """The TrainConfig it was trained with (an ensemble has none)."""
+        if self.kind == ENSEMBLE:
+            raise RunError(f"{self.path} is an ensemble: its members have settings, it has none")
+        return TrainConfig.from_dict(self.config)
+
+    @cached_property
+    def facts(self) -> DatasetFacts:
+        return DatasetFacts.from_dict(self.config)
+
+    def split(self, train_labels: np.ndarray | None = None) -> Split:
+        """How it divided the training images: from split.npz; for a folder written before splits were kept,
+        recomputed from its seed as the code that trained it did (that needs `train_labels`)."""
+        kept = self.path / SPLIT_FILE
+        if kept.exists():
+            return Split.read(kept)
+        if train_labels is None:
+            raise RunError(f"{self.path} has no {SPLIT_FILE} (an older run): its split needs the training labels")
+        return split_indices(np.asarray(train_labels), self.settings, len(self.classes), self.kind == "neural")
+
     @cached_property
     def model(self):
         """The trained model: an nn.Module in eval mode, a scikit-learn estimator, or a list of member Runs."""
-        if self.family == "ensemble":
+        if self.kind == ENSEMBLE:
             return [Run(p) for p in self.config["members"]]
         if self.family == "classical":
             return self._load_skops()
@@ -269,7 +445,7 @@ class Run:
         """Class probabilities, float32 (N, classes), for uint8 images (N, 28, 28) in 0..255 or floats in [0, 1];
         a net's are calibrated by its temperature, an ensemble's are the mean of its members' calibrated ones."""
         x = _as_unit_float(images)
-        if self.family == "ensemble":
+        if self.kind == ENSEMBLE:
             return np.mean([m.predict_proba(x, batch_size) for m in self.model], axis=0).astype(np.float32)
         if self.family == "classical":
             return classical_proba(self.model, x.reshape(len(x), -1))

@@ -7,7 +7,7 @@ import pytest
 from mnistlab.bench import speedrun as sr
 from mnistlab.cli import run as cli
 from mnistlab.errors import InvalidArgument
-from mnistlab.training.config import PRESETS, resolve_config
+from mnistlab.config import PRESETS, resolve_config
 
 pytestmark = pytest.mark.realdata
 

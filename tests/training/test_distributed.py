@@ -79,7 +79,7 @@ def test_two_processes_match_one_with_the_same_global_batch(real_home, tmp_path)
     # only rank 0 wrote: one run folder, nothing else in the working folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(
-        [".lock", "checkpoint.pt", "config.json", "curve.jsonl", "metrics.json", "metrics.jsonl", "model.safetensors",
+        [".lock", "checkpoint.pt", "config.json", "curve.jsonl", "metrics.json", "metrics.jsonl", "model.safetensors", "split.npz",
          "test_probs.npy"])
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mnistlab.bench.references import references
 from mnistlab.data import get_spec
+from mnistlab.run import versions
 from mnistlab.errors import InvalidArgument, MnistlabError
 from mnistlab.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
 from mnistlab.models import get_model_info
@@ -89,7 +90,7 @@ def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: l
                 "status": "ok" if not errors else ("failed: " + errors[0])[:300],
             })
     result = {"suite": suite, "seeds": seeds, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows,
-              "versions": _versions()}
+              "versions": versions()}
     atomic_write_json(out / "bench.json", result)
     atomic_write_bytes(out / "bench.csv", _csv(rows).encode())
     atomic_write_bytes(out / "bench.md", markdown(rows).encode())
@@ -113,12 +114,6 @@ def _predict_speed(run, data_dir, repeats: int = 3) -> float:
         run.predict_proba(images)
         best = min(best, time.perf_counter() - t0)
     return len(images) / best
-
-
-def _versions() -> dict:
-    from mnistlab.training.trainer import _versions as v
-
-    return v()
 
 
 def _csv(rows: list[dict]) -> str:

@@ -56,15 +56,17 @@ def _warm_up(recipe_name: str, engine, spec) -> float:
 
     from mnistlab.models import create_model
     from mnistlab.training.augment import parse_augment
-    from mnistlab.training.config import resolve_config
+    from mnistlab.config import resolve_config
     from mnistlab.training.step import GraphStep, make_optimizer, make_step
-    from mnistlab.training.trainer import evaluate_net, split_indices
+    from mnistlab.split import split_indices
+    from mnistlab.training.tensors import evaluate_net
 
     t0 = time.perf_counter()
     cfg = resolve_config({"preset": recipe_name})
     if engine.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as the trainer sets it
-    train_idx, _, calib_idx = split_indices(np.zeros(spec.sizes["train"], np.int64), cfg, spec.num_classes)
+    split = split_indices(np.zeros(spec.sizes["train"], np.int64), cfg, spec.num_classes)
+    train_idx, calib_idx = split.train, split.calibration
     bs = cfg.batch_size
     net = create_model(cfg.model, spec.num_classes, **cfg.model_args).to(engine.device, memory_format=torch.channels_last)
     opt = make_optimizer(cfg.optimizer, net.parameters(), cfg.lr, cfg.weight_decay, engine)

@@ -12,7 +12,7 @@ from mnistlab.data import Dataset, DatasetSpec, get_spec, load_dataset
 from mnistlab.errors import RunError, UnknownName
 from mnistlab.evaluate.metrics import summarize
 from mnistlab.fileio import atomic_write_json
-from mnistlab.run import Run
+from mnistlab.run import ENSEMBLE, Run
 
 HELD_OUT = "held-out"  # the split of the training images a run never trained on
 
@@ -60,14 +60,12 @@ def evaluate_with_probs(run: Run, dataset: str | None = None, split: str = "test
 def held_out_split(run: Run, spec: DatasetSpec, data_dir=None) -> tuple[np.ndarray, Dataset]:
     """The training images `run` never trained on (for an ensemble: those all its members held out) and their
     indices in the training set."""
-    from mnistlab.training.trainer import held_out_indices
-
     if spec.name != run.config["dataset"]:
         raise RunError(f"the held-out images of {run.path} are {run.config['dataset']} training images; "
                        f"evaluate it on {spec.name} with --split test")
     train = load_dataset(spec, "train", data_dir=data_dir)
-    nets = run.model if run.family == "ensemble" else [run]
-    held = [held_out_indices(net.config, train.labels, spec.num_classes, net.family == "neural") for net in nets]
+    nets = run.model if run.kind == ENSEMBLE else [run]
+    held = [net.split(train.labels).held_out for net in nets]
     if any(not np.array_equal(held[0], h) for h in held[1:]):
         raise RunError(f"the members of {run.path} held out different training images (other seeds or kinds of "
                        "model), so each trained on images another held out; evaluate the members one by one")

@@ -77,8 +77,3 @@ def random_forest(num_classes: int = 10, n_estimators: int = 100, max_depth: int
 
     return RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, n_jobs=-1, random_state=seed)
 
-
-@register_model("ensemble", family="ensemble", description="Averages the test probabilities of several trained runs.",
-                reference="LeCun's table: boosted LeNet-4 0.7% error; best published ensemble 99.87%")
-def ensemble(num_classes: int = 10, **kw):  # pragma: no cover - create_model refuses this family
-    raise NotImplementedError

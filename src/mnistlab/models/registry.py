@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 from mnistlab.errors import MnistlabError, UnknownName
 
-FAMILIES = ("neural", "classical", "ensemble")
+FAMILIES = ("neural", "classical")  # an ensemble is a kind of run (mnistlab/run.py), not a model
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     name: str
-    family: str  # "neural" (PyTorch), "classical" (scikit-learn) or "ensemble"
+    family: str  # "neural" (PyTorch) or "classical" (scikit-learn)
     factory: Callable
     description: str
     reference: str
@@ -63,8 +63,6 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
 def create_model(name: str, num_classes: int = 10, **kwargs):
     """Build a fresh, untrained model: an `nn.Module` (neural) or a scikit-learn estimator (classical)."""
     info = get_model_info(name)
-    if info.family == "ensemble":
-        raise MnistlabError(f"{name!r} is built from trained runs: mnistlab ensemble RUN RUN ...")
     if num_classes < 2:
         raise MnistlabError(f"num_classes must be at least 2, got {num_classes}")
     try:

@@ -1,6 +1,6 @@
 """Training: `train(model, dataset, **settings) -> Run`, `load_run(path)`, the config, augmentation and schedules."""
 
-from mnistlab.training.config import TrainConfig, resolve_config
+from mnistlab.config import TrainConfig, resolve_config
 from mnistlab.run import Run, load_run
 from mnistlab.training.trainer import train
 

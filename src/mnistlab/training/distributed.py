@@ -24,7 +24,7 @@ LAUNCH_HINT = "run it under torchrun, e.g. torchrun --nproc_per_node=2 -m mnistl
 
 
 @dataclass(frozen=True)
-class Dist:
+class Processes:
     """Where this process stands: rank 0 of 1 when training is not distributed."""
 
     rank: int = 0
@@ -42,13 +42,13 @@ class Dist:
         return self.backend is not None
 
 
-SINGLE = Dist()
+SINGLE = Processes()
 
 
-def start(device: str) -> Dist:
+def start(device: str) -> Processes:
     """Join the process group torchrun set up: nccl when training on CUDA, gloo otherwise."""
     import torch
-    import torch.distributed as dist
+    import torch.distributed as torch_dist
 
     missing = [k for k in TORCHRUN_ENV if k not in os.environ]
     if missing:
@@ -65,65 +65,68 @@ def start(device: str) -> Dist:
                                   f"{gpus} GPU{'s' if gpus != 1 else ''}; start at most {gpus} (torchrun --nproc_per_node={gpus}) "
                                   "or train on the CPU with --device cpu")
         torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group(backend, timeout=timedelta(minutes=30))
-    return Dist(rank, world, local_rank, local_world, backend)
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend, timeout=timedelta(minutes=30))
+    return Processes(rank, world, local_rank, local_world, backend)
 
 
-def stop(d: Dist) -> None:
-    import torch.distributed as dist
+def stop(procs: Processes) -> None:
+    import torch.distributed as torch_dist
 
-    if d.active and dist.is_initialized():
-        dist.destroy_process_group()
+    if procs.active and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
-def on_main(d: Dist, work: Callable[[], T]) -> T:
-    """Run `work` on rank 0 only and hand its result to every process.
+def on_main(procs: Processes, work: Callable[[], T], share: Callable[[T], object] | None = None):
+    """Run `work` on rank 0 only and hand its result to every process; with `share`, rank 0 keeps the result and
+    the others get `share(result)` (plain data where the result itself cannot travel, such as a locked folder).
 
     An error on rank 0 is raised on every process (the others as a MnistlabError with rank 0's
     message), so no process is left waiting in a collective call for one that gave up.
     """
-    if not d.active:
+    if not procs.active:
         return work()
-    import torch.distributed as dist
+    import torch.distributed as torch_dist
 
     box: list = [None]
     failure: BaseException | None = None
-    if d.main:
+    result = None
+    if procs.main:
         try:
-            box[0] = ("ok", work())
+            result = work()
+            box[0] = ("ok", share(result) if share else result)
         except BaseException as exc:  # noqa: BLE001 - passed on, then re-raised below
             failure = exc
             kind = "interrupt" if isinstance(exc, (KeyboardInterrupt, TrainingInterrupted)) else "error"
             box[0] = (kind, str(exc) or type(exc).__name__)
-    dist.broadcast_object_list(box, src=0)
+    torch_dist.broadcast_object_list(box, src=0)
     if failure is not None:
         raise failure
     kind, value = box[0]
     if kind == "ok":
-        return value
+        return result if procs.main and share else value
     if kind == "interrupt":
         raise TrainingInterrupted(f"rank 0 stopped: {value}")
     raise PeerFailed(f"rank 0 failed: {value}")
 
 
-def all_sum(d: Dist, *values: float) -> list[float]:
+def all_sum(procs: Processes, *values: float) -> list[float]:
     """The sums of scalars over all processes (epoch loss, correct and seen counts)."""
-    if not d.active:
+    if not procs.active:
         return list(values)
     import torch
-    import torch.distributed as dist
+    import torch.distributed as torch_dist
 
-    device = torch.device("cuda", d.local_rank) if d.backend == "nccl" else torch.device("cpu")
+    device = torch.device("cuda", procs.local_rank) if procs.backend == "nccl" else torch.device("cpu")
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+    torch_dist.all_reduce(t)
     return t.tolist()
 
 
-def check_batch(d: Dist, batch_size: int) -> int:
+def check_batch(procs: Processes, batch_size: int) -> int:
     """Images per process per step: the global batch split evenly, or a one-line error."""
-    if batch_size % d.world:
-        lower, upper = batch_size - batch_size % d.world, batch_size - batch_size % d.world + d.world
-        raise InvalidArgument(f"batch size {batch_size} does not divide among {d.world} processes; "
-                              f"use a multiple of {d.world} such as {lower or upper} or {upper}")
-    return batch_size // d.world
+    if batch_size % procs.world:
+        lower, upper = batch_size - batch_size % procs.world, batch_size - batch_size % procs.world + procs.world
+        raise InvalidArgument(f"batch size {batch_size} does not divide among {procs.world} processes; "
+                              f"use a multiple of {procs.world} such as {lower or upper} or {upper}")
+    return batch_size // procs.world

@@ -11,7 +11,7 @@ import numpy as np
 from mnistlab.data import get_spec, load_dataset
 from mnistlab.errors import RunError, UnknownName
 from mnistlab.fileio import atomic_write, ensure_dir
-from mnistlab.run import RUN_HINT, RUNS_DIR, Run, new_run_dir, run_lock, write_json
+from mnistlab.run import ENSEMBLE, RUN_HINT, RUNS_DIR, Run, new_run_dir, run_lock, write_json
 
 # what makes a run one of a recipe's members (not where it ran, nor how fast)
 RECIPE_SETTINGS = ("model", "dataset", "epochs", "batch_size", "optimizer", "lr", "schedule", "weight_decay",
@@ -23,7 +23,7 @@ def make_ensemble(paths: list[str | Path], out: str | Path | None = None, data_d
     """A run folder whose test probabilities are the mean of its members' (each calibrated by its own
     temperature); `Run.predict` averages them the same way."""
     members = _members(paths)
-    return _write_ensemble(members, new_run_dir(out, "ensemble", members[0].config["dataset"]), data_dir)
+    return _write_ensemble(members, new_run_dir(out, ENSEMBLE, members[0].config["dataset"]), data_dir)
 
 
 def train_ensemble(recipe: str, members: int, out: str | Path | None = None, device: str | None = None,
@@ -31,7 +31,7 @@ def train_ensemble(recipe: str, members: int, out: str | Path | None = None, dev
     """Train `members` runs of the preset `recipe` with seeds 0, 1, ... into OUT/members/seed-K, then write the
     ensemble into OUT (default runs/ensemble-RECIPE-xN). Given again, it reuses the finished members and
     resumes an interrupted one from its last epoch; a second process on the same folder is refused."""
-    from mnistlab.training.config import PRESETS
+    from mnistlab.config import PRESETS
     from mnistlab.training.trainer import train
 
     if recipe not in PRESETS:
@@ -60,7 +60,7 @@ def train_ensemble(recipe: str, members: int, out: str | Path | None = None, dev
 def _check_member(run: Run, preset: str, seed: int) -> None:
     """A run already in the folder is reused if it trained what the preset trains now, on this seed (whatever
     its command: `--preset` or the same settings spelled out)."""
-    from mnistlab.training.config import resolve_config
+    from mnistlab.config import resolve_config
 
     now = asdict(resolve_config({"preset": preset, "seed": seed}))
     changed = [f"{k} {run.config.get(k)!r}, now {now[k]!r}" for k in (*RECIPE_SETTINGS, "seed") if run.config.get(k) != now[k]]
@@ -99,11 +99,11 @@ def _write_ensemble(members: list[Run], run_dir: Path, data_dir, recipe: str | N
     acc = float((mean.argmax(1) == y).mean())
     loss = float(-np.log(np.clip(mean[np.arange(len(y)), y], 1e-12, None)).mean())
     recipe_info = {"recipe": recipe} if recipe else {}
-    write_json(run_dir / "config.json", {"model": "ensemble", "dataset": spec.name, "classes": members[0].classes,
+    write_json(run_dir / "config.json", {"kind": ENSEMBLE, "model": ENSEMBLE, "dataset": spec.name, "classes": members[0].classes,
                                          "members": [str(m.path.resolve()) for m in members], **recipe_info})
     atomic_write(run_dir / "test_probs.npy", lambda fh: np.save(fh, mean, allow_pickle=False), error=RunError)
     write_json(run_dir / "metrics.json", {
-        "model": "ensemble", "dataset": spec.name, "test_accuracy": acc, "test_loss": loss, **recipe_info,
+        "kind": ENSEMBLE, "model": ENSEMBLE, "dataset": spec.name, "test_accuracy": acc, "test_loss": loss, **recipe_info,
         "members": [{"path": str(m.path), "model": m.config["model"], "test_accuracy": m.metrics["test_accuracy"]} for m in members],
         "train_seconds": sum(m.metrics.get("train_seconds", 0) for m in members),
         "params": sum(m.metrics.get("params") or 0 for m in members) or None})

@@ -1,5 +1,6 @@
-"""The training configuration: one dataclass, resolved from model defaults, a TOML file and
-explicit settings (in that order), and checked before any work starts."""
+"""The training configuration: one dataclass, resolved from model defaults, a preset, a TOML file and explicit
+settings (in that order), and checked before any work starts. The run folder holds one (mnistlab/run.py); the CLI's
+training options are made from its fields and their comments (cli.py), so the list of settings is written once."""
 
 from __future__ import annotations
 
@@ -8,10 +9,6 @@ from pathlib import Path
 
 from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.fileio import read_toml as read_toml_file
-from mnistlab.training.augment import parse_augment
-from mnistlab.training.engine import PRECISIONS, STEPS
-from mnistlab.training.schedule import SCHEDULES
-from mnistlab.tta import check_tta
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -49,6 +46,12 @@ class TrainConfig:
     evaluate_test: bool = True  # False for sweep trials: choosing settings must never look at the test set
 
     def validate(self) -> "TrainConfig":
+        # the checks of the training room, imported here: reading a run's config needs none of them
+        from mnistlab.training.augment import parse_augment
+        from mnistlab.training.engine import PRECISIONS, STEPS
+        from mnistlab.training.schedule import SCHEDULES
+        from mnistlab.tta import check_tta
+
         def need(ok: bool, what: str):
             if not ok:
                 raise InvalidArgument(what)
@@ -79,6 +82,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """The settings among `values` (a run's config.json also holds the dataset's facts). A run written before
+        calibration existed held no images out for it, and resumes that way."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{"calibration_split": 0, **{k: v for k, v in values.items() if k in names}})
 
 
 def read_toml(path: str | Path) -> dict:
@@ -156,6 +166,9 @@ def resolve_config(settings: dict | None = None, config_file: str | Path | None 
     if preset is not None and preset not in PRESETS:
         raise UnknownName("preset", preset, PRESETS)
     model = merged.get("model", PRESETS.get(preset, {}).get("model", TrainConfig.model))
+    if model == "ensemble":  # a kind of run, not a model
+        raise InvalidArgument("an ensemble is built from trained runs: mnistlab ensemble RUN RUN ... "
+                              "(or mnistlab ensemble --recipe PRESET)")
     info = get_model_info(model)
     values = {**info.defaults, **PRESETS.get(preset, {}), **merged, "model": model}
     return TrainConfig(**values).validate()
