@@ -59,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from mnistlab.calibration import apply_temperature, fit_temperature, nll
+    from mnistlab.calibration import fit_temperature, nll, probabilities
     from mnistlab.data import get_spec, load_dataset
     from mnistlab.evaluate.evaluate import held_out_split
     from mnistlab.run import Run
@@ -75,7 +75,8 @@ def main() -> None:
         on_held, on_test = logits(run.model, held.images, views), logits(run.model, test.images, views)
         for name, names in SETS.items():
             errors, p = score(on_held, names, held.labels)
-            loss = nll(apply_temperature(p, fit_temperature(p, held.labels)), held.labels)
+            z = np.log(np.clip(p, 1e-30, None))  # log-probabilities: logits up to a constant per row
+            loss = nll(probabilities(z, fit_temperature(z, held.labels)), held.labels)
             test_errors = score(on_test, names, test.labels)[0]
             totals[name] += (errors, loss / len(args.runs), test_errors)
             print(f"{path} | {name} | {errors} | {loss:.4f} | {test_errors}", flush=True)

@@ -19,7 +19,9 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from mnistlab.calibration import apply_temperature, fit_temperature, nll
+    import numpy as np
+
+    from mnistlab.calibration import fit_temperature, nll, probabilities
     from mnistlab.data import get_spec, load_dataset
     from mnistlab.evaluate.evaluate import held_out_split
     from mnistlab.run import Run
@@ -38,8 +40,9 @@ def main() -> None:
             run.predictor = with_tta(run.model, views)  # the run's own prediction, with these views instead of its own
             p_held, p_test = run.predict_proba(held.images), run.predict_proba(test.images)
             errors = int((p_held.argmax(1) != held.labels).sum())
-            t = fit_temperature(p_held, held.labels)  # on top of the run's own: together, the best for these views
-            print(f"| {path} | {views} | {errors} | {1 - errors / len(held):.2%} | {nll(apply_temperature(p_held, t), held.labels):.4f} | "
+            z = np.log(np.clip(p_held, 1e-30, None))  # log-probabilities: logits up to a constant per row
+            t = fit_temperature(z, held.labels)  # on top of the run's own: together, the best for these views
+            print(f"| {path} | {views} | {errors} | {1 - errors / len(held):.2%} | {nll(probabilities(z, t), held.labels):.4f} | "
                   f"{(p_test.argmax(1) == test.labels).mean():.2%} |", flush=True)
 
 

@@ -1,9 +1,12 @@
 """Temperature scaling (Guo et al. 2017): one number T per trained net, fitted after training on
-held-out training images, that divides the net's logits (equivalently: turns its probabilities p into
-p^(1/T), renormalised). The predicted class never changes; only how sure the net says it is. A net
-trained with label smoothing is too unsure (T < 1 sharpens it); an overfitted one too sure (T > 1).
-NumPy only (SciPy's optimiser would cost every training process half a second to import): the run folder,
-the trainer and the evaluation all use it."""
+held-out training images, that divides the net's logits: probabilities = softmax(logits / T). The predicted
+class never changes; only how sure the net says it is. A net trained with label smoothing is too unsure
+(T < 1 sharpens it); an overfitted one too sure (T > 1).
+
+There is one way to apply it, logits divided by T: `probabilities` here (NumPy: the trainer's test
+probabilities) and `Calibrated` (PyTorch: `Run.predict_proba`, hence the server, ensembles and the exports)
+compute the same formula. NumPy only at import (SciPy's optimiser would cost every training process half a
+second to import)."""
 
 from __future__ import annotations
 
@@ -12,15 +15,30 @@ import numpy as np
 LOG_T_RANGE = (-3.0, 3.0)  # T between 0.05 and 20: far beyond what a trained classifier needs
 
 
-def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Probabilities p -> softmax(log(p) / T), float32; T = 1 returns them as they are."""
-    probs = np.asarray(probs)
-    if temperature == 1.0 or probs.size == 0:
-        return probs.astype(np.float32, copy=False)
-    z = np.log(np.clip(probs.astype(np.float64), 1e-300, None)) / temperature
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """softmax(logits / T) per row, float32 (computed in float64)."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    if z.size == 0:
+        return z.astype(np.float32)
     z -= z.max(1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def calibrated(net, temperature: float):
+    """`net` (images -> logits) as a module that gives its calibrated probabilities: softmax(logits / T)."""
+    import torch
+
+    class Calibrated(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+        def forward(self, images):
+            return torch.softmax(self.inner(images).float() / self.temperature, dim=1)
+
+    return Calibrated(net).eval()
 
 
 def nll(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -28,16 +46,16 @@ def nll(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels].astype(np.float64), 1e-300, None)).mean())
 
 
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of `labels` under `probs` (held-out data).
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of `labels` under softmax(logits / T) (held-out data).
 
     The likelihood is convex in 1/T (a log-sum-exp of a linear function, minus a linear one), so it has one
     minimum in log T too, which a golden-section search finds to 1e-4."""
     labels = np.asarray(labels)
-    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-300, None))
+    logits = np.asarray(logits, np.float64)
 
     def loss(log_t: float) -> float:
-        z = logp / np.exp(log_t)
+        z = logits / np.exp(log_t)
         z -= z.max(1, keepdims=True)
         return float(np.log(np.exp(z).sum(1)).mean() - z[np.arange(len(labels)), labels].mean())
 

@@ -402,6 +402,14 @@ class Run:
 
         return with_tta(self.model, self.config.get("tta"))
 
+    @property
+    def calibrated(self):
+        """A net's predictor giving calibrated probabilities: softmax(logits / T) (mnistlab/calibration.py), as
+        `predict_proba` and the exports compute them (a light wrapper, made anew: a benchmark may swap the predictor)."""
+        from mnistlab.calibration import calibrated
+
+        return calibrated(self.predictor, self.temperature)
+
     def _load_net(self):
         import torch
 
@@ -451,11 +459,11 @@ class Run:
             return classical_proba(self.model, x.reshape(len(x), -1))
         import torch
 
-        out, net, temperature = [], self.predictor, self.temperature  # loaded outside inference mode: its weights stay ordinary tensors
+        out, net = [], self.calibrated  # loaded outside inference mode: its weights stay ordinary tensors
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
                 xb = torch.from_numpy(x[i:i + batch_size]).unsqueeze(1).contiguous(memory_format=torch.channels_last)
-                out.append(torch.softmax(net(xb).float() / temperature, 1).numpy())
+                out.append(net(xb).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
     def predict(self, images: np.ndarray) -> np.ndarray:

@@ -6,35 +6,41 @@ import json
 import numpy as np
 import pytest
 
-from mnistlab.calibration import apply_temperature, expected_calibration_error, fit_temperature, nll
+from mnistlab.calibration import calibrated, expected_calibration_error, fit_temperature, nll, probabilities
 
 
 def synthetic(temperature: float, n: int = 20000, classes: int = 10, seed: int = 0):
-    """Labels drawn from softmax(logits); probabilities reported at another temperature."""
+    """Labels drawn from softmax(logits); the logits reported at another temperature."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(0, 3, (n, classes))
     true = np.exp(logits - logits.max(1, keepdims=True))
     true /= true.sum(1, keepdims=True)
     labels = np.array([rng.choice(classes, p=p) for p in true])
-    shown = np.exp(logits * temperature - (logits * temperature).max(1, keepdims=True))  # logits / (1 / temperature)
-    return shown / shown.sum(1, keepdims=True), labels
+    return logits * temperature, labels  # logits / (1 / temperature)
 
 
 @pytest.mark.parametrize("shown_at", [0.5, 2.0])
 def test_fit_recovers_the_temperature_and_keeps_every_prediction(shown_at):
-    probs, labels = synthetic(shown_at)
-    t = fit_temperature(probs, labels)
-    assert abs(t - shown_at) / shown_at < 0.05  # the probabilities were sharpened / softened by exactly this
-    fixed = apply_temperature(probs, t)
+    logits, labels = synthetic(shown_at)
+    t = fit_temperature(logits, labels)
+    assert abs(t - shown_at) / shown_at < 0.05  # the logits were sharpened / softened by exactly this
+    probs, fixed = probabilities(logits), probabilities(logits, t)
     assert (fixed.argmax(1) == probs.argmax(1)).all()
     assert expected_calibration_error(fixed, labels)[0] < 0.5 * expected_calibration_error(probs, labels)[0]
     assert nll(fixed, labels) < nll(probs, labels)
     np.testing.assert_allclose(fixed.sum(1), 1, atol=1e-5)
 
 
-def test_temperature_one_is_the_identity():
-    probs, _ = synthetic(1.0, n=100)
-    np.testing.assert_array_equal(apply_temperature(probs, 1.0), probs.astype(np.float32))
+def test_one_formula_for_numpy_and_torch():
+    """The trainer's test probabilities (NumPy) and Run.predict_proba / the exports (the torch module) both divide
+    the logits by T: the same numbers, whatever T."""
+    import torch
+
+    logits, _ = synthetic(1.0, n=100)
+    by_hand = np.exp(logits / 0.7) / np.exp(logits / 0.7).sum(1, keepdims=True)
+    np.testing.assert_allclose(probabilities(logits, 0.7), by_hand, rtol=1e-6)
+    module = calibrated(torch.nn.Identity(), 0.7)
+    np.testing.assert_allclose(module(torch.from_numpy(logits).float()).numpy(), by_hand, atol=1e-6)
 
 
 @pytest.mark.realdata

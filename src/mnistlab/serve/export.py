@@ -21,23 +21,6 @@ TORCHSCRIPT_NOTE = ("TorchScript is deprecated in PyTorch; this file still loads
                     "--format pt2 (torch.export.load) or onnx for new work")
 
 
-def _with_softmax(net, temperature: float = 1.0):
-    import torch
-
-    class Probabilities(torch.nn.Module):
-        """The net's calibrated probabilities: softmax of its logits divided by the run's temperature."""
-
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-            self.register_buffer("temperature", torch.tensor(float(temperature)))
-
-        def forward(self, images):
-            return torch.softmax(self.inner(images) / self.temperature, dim=1)
-
-    return Probabilities(net).eval()
-
-
 @contextlib.contextmanager
 def _quiet_exporter():
     """The ONNX exporter logs a line for every optional operator library it does not find (torchvision's
@@ -77,7 +60,7 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
         raise InvalidArgument(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
     if run.family != "neural":
         raise RunError(f"{run.path} is a {run.family} model ({run.config['model']}); only neural nets export to {fmt}")
-    model = _with_softmax(run.predictor, run.temperature)
+    model = run.calibrated
     out = Path(out) if out else run.path / f"model{FORMATS[fmt]}"
     example = torch.rand(2, 1, 28, 28)
     hint = "choose another --out"

@@ -103,7 +103,7 @@ class TrainingData:
 
 
 def evaluate_net(net, x, y, batch_size: int) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy and float32 probabilities over (x, y); one wait for the device, at the end.
+    """Mean cross-entropy, accuracy and float32 logits over (x, y); one wait for the device, at the end.
 
     In fp32 whatever the training's precision: the numbers are those of the saved weights, as
     `Run.predict`, the server and the exports compute them."""
@@ -113,12 +113,12 @@ def evaluate_net(net, x, y, batch_size: int) -> tuple[float, float, np.ndarray]:
     net.eval()
     if len(x) == 0:
         return 0.0, float("nan"), np.zeros((0, 0), np.float32)
-    loss, probs = torch.zeros((), device=x.device, dtype=torch.float64), []
+    loss, out = torch.zeros((), device=x.device, dtype=torch.float64), []
     with torch.inference_mode():
         for i in range(0, len(x), batch_size):
             logits = net(x[i:i + batch_size]).float()
             loss += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum")
-            probs.append(torch.softmax(logits, 1))
-        p = torch.cat(probs).cpu().numpy()
-    acc = float((p.argmax(1) == y.cpu().numpy()).mean())
-    return float(loss) / len(x), acc, p
+            out.append(logits)
+        z = torch.cat(out).cpu().numpy()
+    acc = float((z.argmax(1) == y.cpu().numpy()).mean())
+    return float(loss) / len(x), acc, z

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.calibration import apply_temperature, expected_calibration_error, fit_temperature, nll
+from mnistlab.calibration import expected_calibration_error, fit_temperature, nll, probabilities
 from mnistlab.config import ON_A_CPU, TrainConfig, resolve_config
 from mnistlab.data import get_spec, load_dataset
 from mnistlab.data.cache import DatasetCache, data_home
@@ -208,7 +208,7 @@ class Progress:
     history: list[dict] = field(default_factory=list)
     curve: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
-    test_probs: np.ndarray | None = None  # the latest epoch's (rank 0; None when the test set is not evaluated)
+    test_logits: np.ndarray | None = None  # the latest epoch's (rank 0; None when the test set is not evaluated)
 
     @classmethod
     def restore(cls, ckpt: dict | None) -> "Progress":
@@ -408,12 +408,13 @@ def evaluate_epoch(loop: Loop, done: Progress, row: dict) -> None:
         row["val_loss"], row["val_accuracy"], _ = loop.evaluate(*data.val)
     if data.test is not None:
         t1 = time.perf_counter()
-        row["test_loss"], row["test_accuracy"], done.test_probs = loop.evaluate(*data.test)
+        row["test_loss"], row["test_accuracy"], done.test_logits = loop.evaluate(*data.test)
         row["eval_seconds"] = time.perf_counter() - t1
     done.history.append(row)
     done.epoch = row["epoch"]
     if loop.board:
-        loop.board.epoch(row, loop.curve.points, done.test_probs, data.test_labels)
+        loop.board.epoch(row, loop.curve.points, None if done.test_logits is None else probabilities(done.test_logits),
+                         data.test_labels)
 
 
 def save_epoch(folder: RunFolder, loop: Loop, done: Progress, row: dict) -> None:
@@ -446,16 +447,15 @@ def finish(folder: RunFolder, loop: Loop, done: Progress, engine: Engine) -> Run
     images, and the final files."""
     kept, data = loop.model.kept, loop.data
     predictor = with_tta(kept, loop.cfg.tta)
-    test_probs, final = done.test_probs, {}
-    if data.test is not None and (test_probs is None or predictor is not kept):
+    test_logits, final = done.test_logits, {}
+    if data.test is not None and (test_logits is None or predictor is not kept):
         # with test-time views, or resumed after the last epoch but before the final files
-        final["test_loss"], final["test_accuracy"], test_probs = loop.evaluate(*data.test, predictor)
+        final["test_loss"], final["test_accuracy"], test_logits = loop.evaluate(*data.test, predictor)
     calibration = {"temperature": 1.0}
     if data.calibration is not None:
-        _, _, cal_probs = loop.evaluate(*data.calibration_tensors(engine.device), predictor)
-        calibration = calibrate(cal_probs, data.calibration[1], test_probs, data.test_labels)
-        if test_probs is not None:
-            test_probs = apply_temperature(test_probs, calibration["temperature"])
+        _, _, cal_logits = loop.evaluate(*data.calibration_tensors(engine.device), predictor)
+        calibration = calibrate(cal_logits, data.calibration[1], test_logits, data.test_labels)
+    test_probs = None if test_logits is None else probabilities(test_logits, calibration["temperature"])
     folder.save_weights(_cpu_state(kept))
     if test_probs is not None:
         folder.save_test_probs(test_probs)
@@ -463,15 +463,16 @@ def finish(folder: RunFolder, loop: Loop, done: Progress, engine: Engine) -> Run
     return folder.save_metrics(final_metrics(folder, _final_numbers(loop, done, engine, final, test_probs), engine.device))
 
 
-def calibrate(cal_probs: np.ndarray, cal_labels: np.ndarray, test_probs: np.ndarray | None, test_labels) -> dict:
-    """Fit the temperature on the held-out images; the accuracy, the expected calibration error and NLL before and
-    after, on them (what compares recipes without the test set) and (reported only, never used to fit) on the test set."""
-    temperature = fit_temperature(cal_probs, cal_labels)
+def calibrate(cal_logits: np.ndarray, cal_labels: np.ndarray, test_logits: np.ndarray | None, test_labels) -> dict:
+    """Fit the temperature on the held-out images' logits; the accuracy, the expected calibration error and NLL
+    before and after, on them (what compares recipes without the test set) and (reported only, never used to fit)
+    on the test set."""
+    temperature = fit_temperature(cal_logits, cal_labels)
     out = {"temperature": temperature, "images": int(len(cal_labels))}
-    for name, probs, labels in (("held_out", cal_probs, cal_labels), ("test", test_probs, test_labels)):
-        if probs is None:
+    for name, logits, labels in (("held_out", cal_logits, cal_labels), ("test", test_logits, test_labels)):
+        if logits is None:
             continue
-        after = apply_temperature(probs, temperature)
+        probs, after = probabilities(logits), probabilities(logits, temperature)
         out[name] = {"accuracy": float((probs.argmax(1) == labels).mean()),
                      "ece_before": expected_calibration_error(probs, labels)[0], "ece_after": expected_calibration_error(after, labels)[0],
                      "nll_before": nll(probs, labels), "nll_after": nll(after, labels)}
