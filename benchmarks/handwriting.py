@@ -1,5 +1,5 @@
 """Your-own-handwriting benchmark: (1) accuracy of a trained MNIST model on MNIST test digits re-drawn
-in every family of `mnistlab.serve.photos` (phone photos, thin and thick pens, blurry and blocky scans,
+in every family of `benchmarks/photos.py` (phone photos, thin and thick pens, blurry and blocky scans,
 coloured ink, lined paper, shadows, full-frame, small in a large photo, rotated, heavy JPEG) and brought
 back by `to_mnist`; (2) latency of one prediction through the web API (HTTP on 127.0.0.1).
 
@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--save-failures", default=None, help="folder for the pictures the model got wrong")
     args = ap.parse_args()
     import mnistlab
-    from mnistlab.serve.photos import FAMILIES, render
+    from photos import FAMILIES, render  # beside this script
     from mnistlab.serve.preprocess import NoDigitFound, to_mnist
 
     run = mnistlab.load_run(args.run)

@@ -5,7 +5,7 @@ import pytest
 
 import mnistlab
 from mnistlab.cli import run as cli
-from mnistlab.serve.photos import photo_of
+from benchmarks.photos import photo_of
 
 pytestmark = pytest.mark.realdata
 

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import mnistlab
-from mnistlab.serve.photos import FAMILIES, photo_of, render
+from benchmarks.photos import FAMILIES, photo_of, render
 from mnistlab.serve.preprocess import ImageError, NoDigitFound, to_mnist
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 import threading
 import time
 from importlib import resources
@@ -23,10 +24,12 @@ import numpy as np
 from fastapi import Request
 
 from mnistlab.errors import MnistlabError
-from mnistlab.serve.preprocess import ImageError, NoDigitFound, to_mnist
 from mnistlab.run import Run
+from mnistlab.serve.preprocess import ImageError, NoDigitFound, to_mnist
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+DRAIN_BYTES = 64 * 1024 * 1024  # an oversized upload is read and dropped up to this, so its client can read the 413
+WORKERS = max(1, os.cpu_count() or 1)  # predictions computed at once; the rest wait their turn off the event loop
 
 
 class TooLarge(Exception):
@@ -34,7 +37,10 @@ class TooLarge(Exception):
 
 
 class BodyLimit:
-    """ASGI middleware: refuse request bodies over `limit` bytes, declared or streamed."""
+    """ASGI middleware: refuse request bodies over `limit` bytes, declared or streamed, with a 413 that every client
+    can read. A client such as Python's urllib sends its whole body before it reads an answer: a server that answers
+    and closes first resets the connection under it, so the rest of the body (up to DRAIN_BYTES) is read and
+    dropped before the 413 goes out."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -44,7 +50,8 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _send_json(send, 413, {"detail": f"upload over {self.limit // (1024 * 1024)} MiB; send a smaller picture"})
+            await _drain(receive)
+            return await _send_json(send, 413, self._detail())
         seen = 0
 
         async def limited():
@@ -52,13 +59,33 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                if message.get("more_body"):
+                    await _drain(receive)
                 raise TooLarge()
             return message
 
         try:
             return await self.app(scope, limited, send)
         except TooLarge:
-            return await _send_json(send, 413, {"detail": f"upload over {self.limit // (1024 * 1024)} MiB; send a smaller picture"})
+            return await _send_json(send, 413, self._detail())
+
+    def _detail(self) -> dict:
+        return {"detail": too_large(self.limit)}
+
+
+def too_large(limit: int) -> str:
+    size = f"{limit / 2**20:.3g} MiB" if limit >= 2**20 else f"{limit / 1024:.3g} KiB"
+    return f"upload over {size}; send a smaller picture"
+
+
+async def _drain(receive) -> None:
+    """Read the rest of a request body and drop it, up to DRAIN_BYTES (past that the connection is closed)."""
+    seen = 0
+    while seen <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
+        seen += len(message.get("body", b""))
 
 
 async def _send_json(send, status: int, obj) -> None:
@@ -124,7 +151,63 @@ def _decode_base64(text: str) -> bytes:
         raise ValueError("field 'image' is not valid base64") from None
 
 
-def create_app(default: Run, runs_dir: str | Path | None = None, max_upload: int = MAX_UPLOAD_BYTES):
+class BadRequest(Exception):
+    """A request the server refuses: its status and a one-line reason."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+async def read_upload(request: Request, model: str | None) -> tuple[bytes, str | None]:
+    """The image bytes and the model a request names: a multipart upload (field "file") or JSON {"image": base64}."""
+    ctype = request.headers.get("content-type", "")
+    try:
+        if ctype.startswith("multipart/form-data"):
+            form = await request.form(max_files=1, max_fields=4)
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise BadRequest(422, "multipart upload needs a file in the field 'file'")
+            data = await upload.read()
+            return data, model or (form.get("model") if isinstance(form.get("model"), str) else None)
+        if ctype.startswith("application/json"):
+            try:
+                body = await request.json()
+            except ValueError:
+                raise BadRequest(400, "the body is not valid JSON") from None
+            if not isinstance(body, dict) or "image" not in body:
+                raise BadRequest(422, "JSON body needs a field 'image' with a base64 PNG (or data URL)")
+            try:
+                return _decode_base64(body["image"]), model or body.get("model")
+            except ValueError as exc:
+                raise BadRequest(422, str(exc)) from None
+    except (BadRequest, TooLarge):
+        raise
+    except Exception as exc:  # a malformed multipart body and the like: the client's fault, say so
+        raise BadRequest(400, f"could not read the request body ({type(exc).__name__})") from None
+    raise BadRequest(415, "send multipart/form-data with a field 'file', or JSON {\"image\": \"<base64>\"}")
+
+
+def predict_upload(run: Run, data: bytes) -> dict:
+    """The CPU work of one prediction (preprocessing, the net, the picture of what it saw): run off the event loop."""
+    t0 = time.perf_counter()
+    try:
+        pre = to_mnist(data)
+    except NoDigitFound as exc:
+        raise BadRequest(422, str(exc)) from None
+    except ImageError as exc:
+        raise BadRequest(415, str(exc)) from None
+    probs = run.predict_proba(pre.image[None])[0]
+    best = int(np.argmax(probs))
+    return {"model": run.path.name, "classes": run.classes, "probabilities": [float(p) for p in probs],
+            "prediction": run.classes[best], "probability": float(probs[best]), "inverted": pre.inverted,
+            "preprocessed": _png_data_url(pre.image), "milliseconds": (time.perf_counter() - t0) * 1000}
+
+
+def create_app(default: Run, runs_dir: str | Path | None = None, max_upload: int = MAX_UPLOAD_BYTES, workers: int = WORKERS):
+    """The app: reading a body is awaited on the event loop; the CPU work of a prediction runs in a pool of `workers`
+    threads, so a request for the page or the model list is answered while predictions are being computed."""
+    import anyio
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -132,75 +215,44 @@ def create_app(default: Run, runs_dir: str | Path | None = None, max_upload: int
     store.get(None)
     app = FastAPI(title="mnistlab drawing pad", docs_url="/api/docs", openapi_url="/api/openapi.json")
     page = resources.files("mnistlab.serve").joinpath("static/index.html").read_text()
+    pool = anyio.CapacityLimiter(workers)
 
-    def fail(status: int, detail: str):
-        return JSONResponse({"detail": detail}, status_code=status)
+    @app.exception_handler(BadRequest)
+    async def refused(request: Request, exc: BadRequest):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
     @app.get("/", response_class=HTMLResponse)
     def index():
         return page
 
     @app.get("/api/models")
-    def models():
-        out = []
-        for rid, run in store.runs().items():
-            try:
-                acc = run.metrics.get("test_accuracy")
-            except MnistlabError:
-                acc = None
-            out.append({"id": rid, "model": run.config["model"], "dataset": run.config["dataset"],
-                        "classes": run.classes, "test_accuracy": acc, "default": rid == default.path.name})
-        return out
+    def models():  # a plain def: FastAPI runs it in its thread pool
+        return [_describe(rid, run, default) for rid, run in store.runs().items()]
 
     @app.post("/api/predict")
     async def predict(request: Request, model: str | None = None):
-        t0 = time.perf_counter()
-        ctype = request.headers.get("content-type", "")
         try:
-            if ctype.startswith("multipart/form-data"):
-                form = await request.form(max_files=1, max_fields=4)
-                upload = form.get("file")
-                if upload is None or isinstance(upload, str):
-                    return fail(422, "multipart upload needs a file in the field 'file'")
-                data = await upload.read()
-                model = model or (form.get("model") if isinstance(form.get("model"), str) else None)
-            elif ctype.startswith("application/json"):
-                try:
-                    body = await request.json()
-                except ValueError:
-                    return fail(400, "the body is not valid JSON")
-                if not isinstance(body, dict) or "image" not in body:
-                    return fail(422, "JSON body needs a field 'image' with a base64 PNG (or data URL)")
-                try:
-                    data = _decode_base64(body["image"])
-                except ValueError as exc:
-                    return fail(422, str(exc))
-                model = model or body.get("model")
-            else:
-                return fail(415, "send multipart/form-data with a field 'file', or JSON {\"image\": \"<base64>\"}")
+            data, model = await read_upload(request, model)
         except TooLarge:
-            return fail(413, f"upload over {max_upload // (1024 * 1024)} MiB; send a smaller picture")
-        except Exception as exc:  # a malformed multipart body and the like: the client's fault, say so
-            return fail(400, f"could not read the request body ({type(exc).__name__})")
+            raise BadRequest(413, too_large(max_upload)) from None
         if not data:
-            return fail(422, "the image is empty (0 bytes)")
+            raise BadRequest(422, "the image is empty (0 bytes)")
         try:
-            run = store.get(model)
+            run = await anyio.to_thread.run_sync(store.get, model, limiter=pool)  # the first use of a run loads it
         except KeyError:
-            return fail(404, f"unknown model {model!r}; GET /api/models lists them")
-        try:
-            pre = to_mnist(data)
-        except NoDigitFound as exc:
-            return fail(422, str(exc))
-        except ImageError as exc:
-            return fail(415, str(exc))
-        probs = run.predict_proba(pre.image[None])[0]
-        best = int(np.argmax(probs))
-        return {"model": run.path.name, "classes": run.classes, "probabilities": [float(p) for p in probs],
-                "prediction": run.classes[best], "probability": float(probs[best]), "inverted": pre.inverted,
-                "preprocessed": _png_data_url(pre.image), "milliseconds": (time.perf_counter() - t0) * 1000}
+            raise BadRequest(404, f"unknown model {model!r}; GET /api/models lists them") from None
+        return await anyio.to_thread.run_sync(predict_upload, run, data, limiter=pool)
 
     return BodyLimit(app, max_upload)
+
+
+def _describe(rid: str, run: Run, default: Run) -> dict:
+    try:
+        acc = run.metrics.get("test_accuracy")
+    except MnistlabError:
+        acc = None
+    return {"id": rid, "model": run.config["model"], "dataset": run.config["dataset"], "classes": run.classes,
+            "test_accuracy": acc, "default": rid == default.path.name}
 
 
 def latest_run(runs_dir: Path) -> Run | None:
