@@ -6,6 +6,7 @@ Every MnistlabError becomes one line on stderr and a non-zero exit code; Ctrl-C 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import sys
@@ -204,67 +205,74 @@ def models_cmd(pattern: str = typer.Argument("*", help="Glob pattern, e.g. 'cnn*
     out.print(table)
 
 
-@app.command("train")
-def train_cmd(
-    model: Optional[str] = typer.Option(None, help="Model name (mnistlab models); default cnn."),
-    dataset: Optional[str] = typer.Option(None, help="Dataset name (mnistlab data list); default mnist."),
-    epochs: Optional[int] = typer.Option(None, help="Passes over the training set."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
-    optimizer: Optional[str] = typer.Option(None, help="adam, adamw, sgd or adadelta."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
-    schedule: Optional[str] = typer.Option(None, help="onecycle, cosine, step or none."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay"),
-    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing"),
-    dropout: Optional[float] = typer.Option(None, help="Dropout rate (default: the model's)."),
-    augment: Optional[str] = typer.Option(None, help="none, light, strong, or KEY=VAL,... e.g. rotate=10,elastic=0.3 (also flip, mixup, cutmix)"),
-    ema: Optional[float] = typer.Option(None, "--ema", help="Evaluate and save a moving average of the weights with this decay (e.g. 0.999)."),
-    tta: Optional[str] = typer.Option(None, "--tta", help="Test-time augmentation: none, shift, shift-rotate; for clothes also flip, shift-flip (mirrors)."),
-    val_split: Optional[int] = typer.Option(None, "--val-split", help="Training images held out for validation."),
-    calibration_split: Optional[int] = typer.Option(None, "--calibration-split",
-                                                    help="Training images held out to fit the temperature (default 5000; 0: none)."),
-    train_subset: Optional[int] = typer.Option(None, "--train-subset", help="Train on this many images, balanced by class."),
-    seed: Optional[int] = typer.Option(None),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
-    precision: Optional[str] = typer.Option(None, help="auto, fp32 or bf16 (auto: bf16 where the CPU or GPU computes it natively)."),
-    step: Optional[str] = typer.Option(None, help="auto, eager or cuda-graph (auto: a CUDA graph on CUDA)."),
-    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", help="Write TensorBoard event files here (pip install 'mnistlab[tensorboard]')."),
-    plain: bool = typer.Option(False, "--plain", help="Plain PyTorch for debugging: eager step, fp32 (= --step eager --precision fp32)."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this run's weights (transfer)."),
-    freeze: Optional[str] = typer.Option(None, help="none or backbone (with --init-from)."),
-    model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VAL for the model, e.g. k=5 for knn (repeatable)."),
-    preset: Optional[str] = typer.Option(None, help="A named recipe."),
-    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file of settings (a [train] table or top level)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<date>-<model>-<dataset>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a stopped run from its last epoch."),
-    distributed: bool = typer.Option(False, "--distributed", help="Data-parallel across the processes torchrun starts."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    data_dir: Optional[Path] = DataDir,
-):
+# TrainConfig's fields are the training options: their names, and their comments as help (config.py). These are not
+# options: a model's own settings come as repeated --model-arg KEY=VAL, and only sweeps train without the test set.
+NOT_OPTIONS = ("model_args", "evaluate_test")
+OPTION_TYPES = {"int": int, "float": float, "bool": bool}
+
+
+def _train_options() -> list[inspect.Parameter]:
+    """A typer option per training setting: --batch-size from batch_size, its help from the field's comment."""
+    from dataclasses import fields
+
+    from rich.markup import escape
+
+    from mnistlab.config import TrainConfig, field_comments
+
+    helps = field_comments()
+    options = []
+    for f in fields(TrainConfig):
+        if f.name in NOT_OPTIONS:
+            continue
+        kind = OPTION_TYPES.get(str(f.type).split(" | ")[0], str)
+        options.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[kind],
+                                         default=typer.Option(None, "--" + f.name.replace("_", "-"), help=escape(helps.get(f.name, "")))))
+    return options
+
+
+TRAIN_SHELL = [  # what `mnistlab train` takes beside the settings
+    ("model_arg", list[str], typer.Option([], "--model-arg", help="KEY=VAL for the model, e.g. k=5 for knn (repeatable).")),
+    ("plain", bool, typer.Option(False, "--plain", help="Plain PyTorch for debugging: eager step, fp32 (= --step eager --precision fp32).")),
+    ("config", Optional[Path], typer.Option(None, "--config", help="A TOML file of settings (a \\[train] table or top level).")),
+    ("out_dir", Optional[Path], typer.Option(None, "--out", help="Run folder (default runs/<date>-<model>-<dataset>).")),
+    ("resume", Optional[Path], typer.Option(None, "--resume", help="Continue a stopped run from its last epoch.")),
+    ("distributed", bool, typer.Option(False, "--distributed", help="Data-parallel across the processes torchrun starts.")),
+    ("quiet", bool, typer.Option(False, "--quiet", "-q", help="No progress bars.")),
+    ("data_dir", Optional[Path], DataDir),
+]
+
+
+def train_cmd(**given):
     """Train a model; writes a run folder and prints the test accuracy.
 
     Data-parallel: torchrun --nproc_per_node=N -m mnistlab train --distributed ... (only rank 0 writes)."""
     from mnistlab.training import train
 
-    settings = {"epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "schedule": schedule,
-                "weight_decay": weight_decay, "label_smoothing": label_smoothing, "dropout": dropout, "augment": augment,
-                "ema": ema, "tta": tta, "val_split": val_split, "calibration_split": calibration_split, "train_subset": train_subset, "seed": seed,
-                "device": device, "threads": threads, "precision": precision, "step": step,
-                "tensorboard": str(tensorboard) if tensorboard else None,
-                "init_from": str(init_from) if init_from else None, "freeze": freeze, "preset": preset,
-                "model_args": _parse_model_args(model_arg) or None}
-    if plain:
-        if (precision or "fp32") != "fp32" or (step or "eager") != "eager":
+    shell = {name: given.pop(name) for name, _, _ in TRAIN_SHELL}
+    model, dataset = given.pop("model"), given.pop("dataset")
+    settings = {**given, "model_args": _parse_model_args(shell["model_arg"]) or None}
+    if shell["plain"]:
+        if (settings["precision"] or "fp32") != "fp32" or (settings["step"] or "eager") != "eager":
             raise MnistlabError("--plain means --step eager --precision fp32; drop --step/--precision or --plain")
         settings |= {"precision": "fp32", "step": "eager"}
-    if resume is not None:
-        given = [k for k, v in {**settings, "model": model, "dataset": dataset, "config": config}.items() if v is not None]
-        if given:
-            raise MnistlabError(f"--resume continues a run with its own settings; drop {', '.join('--' + g.replace('_', '-') for g in given)}")
-    run = train(model, dataset, out=out_dir, config_file=config, resume=resume, progress=not quiet, data_dir=data_dir,
-                distributed=distributed, **settings)
-    if run is None:  # a torchrun process other than rank 0: rank 0 reports
-        return
+    if shell["resume"] is not None:
+        named = {**settings, "model": model, "dataset": dataset, "config": shell["config"]}
+        given_names = [k for k, v in named.items() if v is not None]
+        if given_names:
+            raise MnistlabError(f"--resume continues a run with its own settings; drop {', '.join('--' + g.replace('_', '-') for g in given_names)}")
+    run = train(model, dataset, out=shell["out_dir"], config_file=shell["config"], resume=shell["resume"], progress=not shell["quiet"],
+                data_dir=shell["data_dir"], distributed=shell["distributed"], **settings)
+    if run is not None:  # None: a torchrun process other than rank 0, for which rank 0 reports
+        _say_trained(run, shell["quiet"])
+
+
+train_cmd.__signature__ = inspect.Signature(
+    _train_options() + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+                        for name, kind, default in TRAIN_SHELL])
+app.command("train")(train_cmd)
+
+
+def _say_trained(run, quiet: bool) -> None:
     m = run.metrics
     if not quiet:
         out.print(f"run folder: {run.path}  ({m['train_seconds']:.1f} s training, {m['model']} on {m['dataset']}"

@@ -91,6 +91,19 @@ class TrainConfig:
         return cls(**{"calibration_split": 0, **{k: v for k, v in values.items() if k in names}})
 
 
+def field_comments() -> dict[str, str]:
+    """Each TrainConfig field's comment in this file (the CLI's help for its option): the one list of settings."""
+    import inspect
+    import re
+
+    found = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        match = re.match(r"\s+(\w+): [^=]+=.*?  # (.+)$", line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
 def read_toml(path: str | Path) -> dict:
     data = read_toml_file(path, "config")
     return data.get("train", data)

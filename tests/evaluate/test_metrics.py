@@ -54,3 +54,33 @@ def test_confident_mistakes_order():
     got = confident_mistakes(probs, y)
     assert [g["index"] for g in got] == [0, 1]
     assert got[0]["confidence"] == pytest.approx(0.9) and got[0]["true_probability"] == pytest.approx(0.1)
+
+
+def _before(probs, y, n):
+    """The hand-written metrics these functions replaced (commit b9f2e44), as the reference they must equal."""
+    pred = probs.argmax(1)
+    cm = np.bincount(y * n + pred, minlength=n * n).reshape(n, n)
+    tp, predicted, support = np.diag(cm).astype(float), cm.sum(0), cm.sum(1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=precision + recall > 0)
+    top = {k: float((np.argpartition(-probs, min(k, n) - 1, axis=1)[:, :min(k, n)] == y[:, None]).any(1).mean())
+           for k in (1, 2, 3, 5)}
+    loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+    return cm, precision, recall, f1, support, top, loss
+
+
+@pytest.mark.parametrize("n, seed", [(10, 0), (3, 1), (47, 2)])
+def test_the_same_numbers_as_the_hand_written_metrics(n, seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 2, size=(2000, n))
+    logits[:, n - 1] -= 8  # a class that is never predicted: its precision is 0, not a division by zero
+    probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+    y = rng.integers(0, n, 2000)
+    cm, precision, recall, f1, support, top, loss = _before(probs, y, n)
+    np.testing.assert_array_equal(confusion_matrix(y, probs.argmax(1), n), cm)
+    pc = per_class(cm)
+    for name, want in (("precision", precision), ("recall", recall), ("f1", f1), ("support", support)):
+        np.testing.assert_allclose(pc[name], want, rtol=1e-12, atol=0, err_msg=name)
+    assert {k: top_k_accuracy(probs, y, k) for k in top} == top
+    assert summarize(probs, y, [str(c) for c in range(n)])["loss"] == pytest.approx(loss, rel=1e-6)

@@ -51,6 +51,8 @@ def test_guide_models_are_exactly_the_guides():
     convs = [m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size) for c in convs] == [(32, (3, 3)), (64, (3, 3))]
     assert count_macs(mlp) == 784 * 128 + 128 * 10
+    # conv 3x3 1->32 on 26x26, conv 3x3 32->64 on 11x11, dense 1600->128->10: PyTorch's flop counter, halved
+    assert count_macs(cnn) == 26 * 26 * 32 * 9 + 11 * 11 * 64 * 9 * 32 + 1600 * 128 + 128 * 10 == 2_631_040
 
 
 @pytest.mark.parametrize("kernel, channels, side", [(3, [32, 48, 64, 80, 96, 112, 128, 144, 160, 176], 8),

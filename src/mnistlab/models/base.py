@@ -45,31 +45,16 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, shape=(1, 1, 28, 28)) -> int:
-    """Multiply-adds for one image, counted by hooks on conv and linear layers."""
-    total = 0
+    """Multiply-adds for one image: half the floating-point operations that PyTorch's flop counter finds in a
+    forward pass (matrix products and convolutions, whatever module holds them)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def conv_hook(mod, inp, out):
-        nonlocal total
-        k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
-        total += out.numel() // out.shape[0] * k
-
-    def linear_hook(mod, inp, out):
-        nonlocal total
-        total += out.numel() // out.shape[0] * mod.in_features
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
     was_training = model.training
     model.eval()
+    counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), counter:
             model(torch.zeros(shape))
     finally:
         model.train(was_training)
-        for h in hooks:
-            h.remove()
-    return total
+    return counter.get_total_flops() // 2
