@@ -411,7 +411,7 @@ def export_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A traine
                out_path: Optional[Path] = typer.Option(None, "--out", help="File to write (default: in the run folder)."),
                data_dir: Optional[Path] = DataDir):
     """Export a trained net; checks that the file gives the same probabilities as PyTorch."""
-    from mnistlab.serve.export import export_run
+    from mnistlab.export import export_run
 
     res = export_run(run_dir, fmt, out_path, data_dir=data_dir)
     if "note" in res:

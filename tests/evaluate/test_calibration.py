@@ -46,7 +46,7 @@ def test_one_formula_for_numpy_and_torch():
 @pytest.mark.realdata
 def test_a_run_is_calibrated_on_held_out_training_images(real_home, tmp_path):
     import mnistlab
-    from mnistlab.serve.export import export_run, load_exported
+    from mnistlab.export import export_run, load_exported
     from mnistlab.training import train
 
     run = train("speednet", "mnist", out=tmp_path / "r", data_dir=real_home, train_subset=12000, device="cpu")

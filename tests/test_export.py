@@ -4,7 +4,7 @@ import pytest
 import mnistlab
 from mnistlab.cli import run as cli
 from mnistlab.errors import InvalidArgument, RunError
-from mnistlab.serve.export import export_run
+from mnistlab.export import export_run
 
 pytestmark = pytest.mark.realdata
 
