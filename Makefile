@@ -9,7 +9,7 @@ DEMO_OUT ?= demo-output
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser postgres demo test clean
+.PHONY: setup browser postgres demo lint check test clean
 
 setup: $(STAMP)
 
@@ -40,8 +40,16 @@ postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) \
 	  || { echo "the sweep tests need PostgreSQL: sudo apt-get install postgresql"; exit 1; }
 
-test: setup browser postgres
-	$(BIN)/python -m pytest
+lint: setup
+	$(BIN)/ruff check .
+
+# The fast tier, for while you work: the linter and every test that needs no real data, browser or database
+# (about half a minute here); `make test` runs everything, as CI does.
+check: lint
+	$(BIN)/python -m pytest -m "not realdata" -q
+
+test: setup browser postgres lint
+	$(BIN)/python -m pytest --durations=15
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -90,7 +90,8 @@ def main() -> None:
         for label, code in SNIPPETS.items():
             code = code.replace("NPZ", repr(str(npz))).replace("GZ", repr(str(gz)))
             rows.append((f"load MNIST train+test: {label}", time_snippet(code, env, args.repeats)))
-    print(f"<!-- {json.dumps({'python': platform.python_version(), 'numpy': np.__version__, 'machine': platform.machine(), 'cpus': os.cpu_count()})} -->")
+    where = {'python': platform.python_version(), 'numpy': np.__version__, 'machine': platform.machine(), 'cpus': os.cpu_count()}
+    print(f"<!-- {json.dumps(where)} -->")
     print("| what | median ms |\n| --- | ---: |")
     for label, ms in rows:
         print(f"| {label} | {ms:,.1f} |")

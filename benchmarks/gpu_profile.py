@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from mnistlab.bench.speedrun import _warm_up
+from mnistlab.config import PRESETS
 from mnistlab.data import get_spec
 from mnistlab.training import train
-from mnistlab.config import PRESETS
 from mnistlab.training.engine import hardware_name, resolve_engine
 
 

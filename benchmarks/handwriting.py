@@ -28,8 +28,8 @@ def main() -> None:
     ap.add_argument("--save-failures", default=None, help="folder for the pictures the model got wrong")
     args = ap.parse_args()
     import mnistlab
-    from photos import FAMILIES, render  # beside this script
     from mnistlab.serve.preprocess import NoDigitFound, to_mnist
+    from photos import FAMILIES, render  # beside this script
 
     run = mnistlab.load_run(args.run)
     test = mnistlab.load_dataset("mnist", "test")

@@ -17,9 +17,8 @@ def main() -> None:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--views", nargs="+", default=["none", "shift", "flip", "shift-flip"])
     args = ap.parse_args()
-    import torch
-
     import numpy as np
+    import torch
 
     from mnistlab.calibration import fit_temperature, nll, probabilities
     from mnistlab.data import get_spec, load_dataset

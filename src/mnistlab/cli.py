@@ -72,7 +72,8 @@ def data_fetch(names: list[str] = typer.Argument(..., help="Dataset names, e.g. 
         spec = get_spec(name)
         meta = fetch(spec, data_dir=data_dir, sources=choices[source], force=force, progress=not quiet)
         how = sorted(set((meta.get("verified_by") or {}).values()))
-        out.print(f"{spec.name}: ok ({meta.get('source')}; verified by {', '.join(how) or 'cache'}) -> {data_home(data_dir) / 'datasets' / spec.name}")
+        where = data_home(data_dir) / "datasets" / spec.name
+        out.print(f"{spec.name}: ok ({meta.get('source')}; verified by {', '.join(how) or 'cache'}) -> {where}")
 
 
 @data_app.command("import")
@@ -312,7 +313,8 @@ def ensemble_cmd(runs: list[Path] = typer.Argument(None, help="Two or more run f
 @app.command("evaluate")
 def evaluate_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run folder."),
                  dataset: Optional[str] = typer.Option(None, help="Another dataset with the same classes (e.g. qmnist)."),
-                 split: str = typer.Option("test", help="Split to evaluate: test, train, held-out (the training images the run never trained on: compare recipes without the test set); qmnist also test10k, test50k."),
+                 split: str = typer.Option("test", help="Split to evaluate: test, train, held-out (the training images the run never trained on: "
+                                           "compare recipes without the test set); qmnist also test10k, test50k."),
                  as_json: bool = typer.Option(False, "--json", help="Print the whole evaluation as JSON."),
                  data_dir: Optional[Path] = DataDir):
     """Accuracy, per-class metrics, confusion matrix, top-k, calibration and the worst mistakes; writes eval.json."""

@@ -30,7 +30,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and saved instead (0: none; 0.999 typical)
     tta: str = "none"  # test-time augmentation: none | shift | shift-rotate (mnistlab/tta.py), in evaluation and prediction
     val_split: int = 0  # training images held out (seeded) for validation; never the test set
-    calibration_split: int = 5000  # nets: training images held out (seeded) to fit the temperature after training; with a val split its images serve instead; 0: no temperature
+    calibration_split: int = 5000  # nets: images held out (seeded) to fit the temperature on; a val split's serve instead; 0: none
     train_subset: int | None = None  # use only this many training images, balanced across classes
     seed: int = 0  # one seed for init, shuffling, augmentation and dropout
     device: str = "auto"  # auto picks cuda, then mps, then cpu

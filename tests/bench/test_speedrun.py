@@ -6,8 +6,8 @@ import pytest
 
 from mnistlab.bench import speedrun as sr
 from mnistlab.cli import run as cli
-from mnistlab.errors import InvalidArgument
 from mnistlab.config import PRESETS, resolve_config
+from mnistlab.errors import InvalidArgument
 
 pytestmark = pytest.mark.realdata
 

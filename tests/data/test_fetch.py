@@ -13,8 +13,7 @@ import pytest
 from mnistlab.data import catalog, fetch, import_files, load_dataset, verify
 from mnistlab.data.cache import DatasetCache, data_home
 from mnistlab.data.idx import write_idx
-from mnistlab.errors import (CacheError, ChecksumError, DatasetNotFound, IdxFormatError, SourceError,
-                             UnsafeArchiveError)
+from mnistlab.errors import CacheError, ChecksumError, DatasetNotFound, IdxFormatError, SourceError, UnsafeArchiveError
 from tests.conftest import make_tiny, md5
 from tests.together import run_together
 

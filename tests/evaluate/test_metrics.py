@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mnistlab.evaluate.metrics import (confident_mistakes, confusion_matrix, expected_calibration_error, per_class,
-                                       summarize, top_k_accuracy)
+from mnistlab.evaluate.metrics import confident_mistakes, confusion_matrix, expected_calibration_error, per_class, summarize, top_k_accuracy
 
 
 def test_hand_computed_case():

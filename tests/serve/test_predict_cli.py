@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
+from benchmarks.photos import photo_of
 
 import mnistlab
 from mnistlab.cli import run as cli
-from benchmarks.photos import photo_of
 
 pytestmark = pytest.mark.realdata
 

@@ -4,11 +4,11 @@ import io
 
 import numpy as np
 import pytest
+from benchmarks.photos import FAMILIES, photo_of, render
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import mnistlab
-from benchmarks.photos import FAMILIES, photo_of, render
 from mnistlab.serve.preprocess import ImageError, NoDigitFound, to_mnist
 
 

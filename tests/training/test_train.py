@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -26,7 +25,8 @@ from tests.together import run_together
 pytestmark = pytest.mark.realdata
 
 FLOORS = {"mlp": 0.85, "mlp-300": 0.85, "cnn": 0.85, "lenet5": 0.75, "cnn-bn": 0.75, "resnet": 0.75,
-          "speednet": 0.85, "simplecnn": 0.75, "logreg": 0.80, "linear-svm": 0.80, "rbf-svm": 0.85, "rbf-svm-approx": 0.85, "knn": 0.80, "random-forest": 0.80}
+          "speednet": 0.85, "simplecnn": 0.75, "logreg": 0.80, "linear-svm": 0.80, "rbf-svm": 0.85, "rbf-svm-approx": 0.85, "knn": 0.80,
+          "random-forest": 0.80}
 
 
 def quick(real_home, tmp_path, model="mlp", name="run", **kw):
@@ -398,9 +398,9 @@ def test_weight_average_and_test_time_augmentation_end_to_end(real_home, tmp_pat
 def test_each_frontier_recipe_builds_its_net(preset):
     """A recipe is settings that the trainer takes as they are: its net builds with its arguments and predicts
     its dataset's classes, and its augmentation and test-time views parse."""
+    from mnistlab.config import resolve_config
     from mnistlab.run import build_net
     from mnistlab.training.augment import parse_augment
-    from mnistlab.config import resolve_config
     from mnistlab.tta import with_tta
 
     cfg = resolve_config({"preset": preset})

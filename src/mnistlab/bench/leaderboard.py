@@ -13,10 +13,10 @@ from pathlib import Path
 
 from mnistlab.bench.references import references
 from mnistlab.data import get_spec
-from mnistlab.run import versions
 from mnistlab.errors import InvalidArgument, MnistlabError
 from mnistlab.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
 from mnistlab.models import get_model_info
+from mnistlab.run import versions
 
 CLASSIC = ["logreg", "linear-svm", "rbf-svm-approx", "knn", "random-forest", "mlp", "mlp-300", "cnn", "lenet5"]
 SUITES: dict[str, list[tuple[str, dict]]] = {

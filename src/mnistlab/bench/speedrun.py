@@ -54,11 +54,11 @@ def _warm_up(recipe_name: str, engine, spec) -> float:
     the process, not of training. No real data is seen. Returns the seconds it took (the start-up, reported apart)."""
     import torch
 
-    from mnistlab.models import create_model
-    from mnistlab.training.augment import parse_augment
     from mnistlab.config import resolve_config
-    from mnistlab.training.step import GraphStep, make_optimizer, make_step
+    from mnistlab.models import create_model
     from mnistlab.split import split_indices
+    from mnistlab.training.augment import parse_augment
+    from mnistlab.training.step import GraphStep, make_optimizer, make_step
     from mnistlab.training.tensors import evaluate_net
 
     t0 = time.perf_counter()

@@ -145,7 +145,8 @@ FASHION_MNIST = DatasetSpec(
     packages=(PackageSpec("apt", "dataset-fashion-mnist", "usr/share/datasets/fashion-mnist"),),
     homepage="https://github.com/zalandoresearch/fashion-mnist",
     licence="MIT (Zalando SE)",
-    citation="H. Xiao, K. Rasul, R. Vollgraf. Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms. arXiv:1708.07747, 2017.",
+    citation="H. Xiao, K. Rasul, R. Vollgraf. Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning Algorithms. "
+             "arXiv:1708.07747, 2017.",
 )
 
 KMNIST = DatasetSpec(
@@ -161,7 +162,8 @@ KMNIST = DatasetSpec(
     mirrors=("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
     homepage="https://github.com/rois-codh/kmnist",
     licence="CC BY-SA 4.0 (ROIS-DS Center for Open Data in the Humanities)",
-    citation="T. Clanuwat, M. Bober-Irizar, A. Kitamoto, A. Lamb, K. Yamamoto, D. Ha. Deep Learning for Classical Japanese Literature. arXiv:1812.01718, 2018.",
+    citation="T. Clanuwat, M. Bober-Irizar, A. Kitamoto, A. Lamb, K. Yamamoto, D. Ha. Deep Learning for Classical Japanese Literature. "
+             "arXiv:1812.01718, 2018.",
 )
 
 # KMNIST also publishes NumPy files; their arrays are checked against the IDX content when it is known.
@@ -214,7 +216,8 @@ def _emnist(split: str) -> DatasetSpec:
 QMNIST = DatasetSpec(
     name="qmnist",
     title="QMNIST (MNIST reconstructed, with the 50,000 lost test digits)",
-    description="MNIST's preprocessing rebuilt from NIST SD-19: 60,000 train and 60,000 test digits; the first 10,000 test digits are MNIST's test set.",
+    description="MNIST's preprocessing rebuilt from NIST SD-19: 60,000 train and 60,000 test digits; the first 10,000 test digits "
+                "are MNIST's test set.",
     classes=DIGITS,
     sizes={"train": 60000, "test": 60000},
     files=(

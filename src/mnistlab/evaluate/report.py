@@ -59,7 +59,8 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
     sample = np.arange(min(24, len(test)))
     figures["samples"] = ("Sample predictions (first test images)", plots.to_png(plots.image_gallery(
         np.asarray(test.images)[sample],
-        [f"{classes[pred[i]]} ({probs[i, pred[i]]:.0%})" + ("" if pred[i] == test.labels[i] else f"\ntrue {classes[test.labels[i]]}") for i in sample],
+        [f"{classes[pred[i]]} ({probs[i, pred[i]]:.0%})" + ("" if pred[i] == test.labels[i] else f"\ntrue {classes[test.labels[i]]}")
+         for i in sample],
         colors=["darkgreen" if pred[i] == test.labels[i] else "firebrick" for i in sample])))
     figures["calibration"] = ("Calibration", plots.to_png(plots.reliability_diagram(ev["calibration_bins"], ev["ece"])))
 

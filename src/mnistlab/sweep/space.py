@@ -24,10 +24,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mnistlab.config import OPTIMIZERS
 from mnistlab.errors import InvalidArgument, MnistlabError, UnknownName
 from mnistlab.fileio import read_toml
 from mnistlab.training.augment import Augment
-from mnistlab.config import OPTIMIZERS
 from mnistlab.training.schedule import SCHEDULES
 
 # what a trial may vary, and its type: training settings, then augmentation strengths

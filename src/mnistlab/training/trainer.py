@@ -28,15 +28,15 @@ from mnistlab.errors import InvalidArgument, MnistlabError, RunError, TrainingIn
 from mnistlab.models import count_macs, count_params, get_model_info
 from mnistlab.run import DatasetFacts, Run, RunFolder, build_net
 from mnistlab.split import Split, split_indices
-from mnistlab.training.distributed import SINGLE, Processes, all_sum, check_batch, on_main
-from mnistlab.training.distributed import start as start_processes
-from mnistlab.training.distributed import stop as stop_processes
 from mnistlab.training import tensorboard
 from mnistlab.training.augment import Augment, parse_augment
 from mnistlab.training.averaging import WeightAverage
 from mnistlab.training.batches import epoch_batches
 from mnistlab.training.classical import train_classical
 from mnistlab.training.curve import Curve
+from mnistlab.training.distributed import SINGLE, Processes, all_sum, check_batch, on_main
+from mnistlab.training.distributed import start as start_processes
+from mnistlab.training.distributed import stop as stop_processes
 from mnistlab.training.engine import Engine, resolve_engine
 from mnistlab.training.record import final_metrics
 from mnistlab.training.schedule import lr_at
