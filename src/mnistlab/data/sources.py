@@ -196,8 +196,9 @@ class Source:
                 missing.append(fs.name)
             else:
                 chosen[fs] = blob
-        if missing:
-            raise SourceError(f"{where} lacks {', '.join(missing)}")
+        if missing:  # a dataset is cached whole: training needs its images, and every run's held-out split is drawn from them
+            raise SourceError(f"{where} lacks {', '.join(missing)}; a dataset is imported with all its files "
+                              f"({', '.join(fs.name for fs in spec.files)}): add the missing ones and import again")
         return chosen
 
 
