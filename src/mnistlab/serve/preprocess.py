@@ -318,45 +318,39 @@ def normalize_stroke(mask: np.ndarray, soft: np.ndarray) -> np.ndarray:
     return ndimage.gaussian_filter(thinned.astype(np.float64), 0.5)
 
 
-def to_mnist(source: str | Path | bytes | np.ndarray, *, deskew_digit: bool = False, keep_steps: bool = False) -> Preprocessed:
-    """Turn a picture (a file, its bytes, or a 2-D array in [0, 1] or 0..255) into a 28x28 MNIST-form digit."""
+def _as_gray(source) -> tuple[np.ndarray, np.ndarray | None]:
+    """The picture as grayscale in [0, 1] and its alpha channel (None without one)."""
+    if not isinstance(source, np.ndarray):
+        return load_gray(source)
+    if source.ndim != 2:
+        raise ImageError(f"an image array must be 2-D grayscale, got shape {source.shape}")
+    gray = source.astype(np.float64)
+    return (gray / 255.0 if gray.max() > 1.0 else gray), None
+
+
+def _look_closer(gray, alpha, work, ink, inverted, box):
+    """A small digit in a large picture: the ink of the digit's part of the full-resolution picture (else `ink`)."""
+    f = gray.shape[0] / work.shape[0]
+    side = max(box[0].stop - box[0].start, box[1].stop - box[1].start) * f
+    if side >= WORK_SIDE * 0.6:
+        return ink, inverted
+    pad = side * 0.6
+    y0, y1 = int(max(0, box[0].start * f - pad)), int(min(gray.shape[0], box[0].stop * f + pad))
+    x0, x1 = int(max(0, box[1].start * f - pad)), int(min(gray.shape[1], box[1].stop * f + pad))
+    if alpha is not None:
+        work, work_alpha = _to_work_size(gray[y0:y1, x0:x1], alpha[y0:y1, x0:x1])
+        return _ink_map(work, work_alpha)
+    # the whole picture's polarity and paper level, which a small crop would guess worse
+    base = 1 - work if inverted else work
+    region = base - ink  # what was taken away as paper, under the crop
+    region = region[int(y0 / f): max(int(y0 / f) + 1, int(y1 / f)), int(x0 / f): max(int(x0 / f) + 1, int(x1 / f))]
+    work, _ = _to_work_size(gray[y0:y1, x0:x1], None)
+    return (1 - work if inverted else work) - _resize(region, work.shape), inverted
+
+
+def _clean(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ink stretched to [0, 1], its mask and the ink kept near the mask; a picture with no digit is refused."""
     from scipy import ndimage
-
-    steps: dict[str, np.ndarray] = {}
-    if isinstance(source, np.ndarray):
-        gray = source.astype(np.float64)
-        gray = gray / 255.0 if gray.max() > 1.0 else gray
-        alpha = None
-        if gray.ndim != 2:
-            raise ImageError(f"an image array must be 2-D grayscale, got shape {source.shape}")
-    else:
-        gray, alpha = load_gray(source)
-    if min(gray.shape) < 1:
-        raise NoDigitFound("the image is empty")
-    keep = (lambda k, v: steps.__setitem__(k, np.clip(v, 0, 1).copy())) if keep_steps else (lambda k, v: None)
-    keep("1-gray", gray)
-
-    work, work_alpha = _to_work_size(gray, alpha)
-    ink, inverted = _ink_map(work, work_alpha)
-    box = _find_digit(ink)
-    if box is not None and work.shape != gray.shape:
-        # a small digit in a large picture: look again at the digit's part of the full-resolution picture
-        f = gray.shape[0] / work.shape[0]
-        side = max(box[0].stop - box[0].start, box[1].stop - box[1].start) * f
-        if side < WORK_SIDE * 0.6:
-            pad = side * 0.6
-            y0, y1 = int(max(0, box[0].start * f - pad)), int(min(gray.shape[0], box[0].stop * f + pad))
-            x0, x1 = int(max(0, box[1].start * f - pad)), int(min(gray.shape[1], box[1].stop * f + pad))
-            if alpha is not None:
-                work, work_alpha = _to_work_size(gray[y0:y1, x0:x1], alpha[y0:y1, x0:x1])
-                ink, inverted = _ink_map(work, work_alpha)
-            else:  # the whole picture's polarity and paper level, which a small crop would guess worse
-                base = 1 - work if inverted else work
-                region = base - ink  # what was taken away as paper, under the crop
-                region = region[int(y0 / f): max(int(y0 / f) + 1, int(y1 / f)), int(x0 / f): max(int(x0 / f) + 1, int(x1 / f))]
-                work, _ = _to_work_size(gray[y0:y1, x0:x1], None)
-                ink = (1 - work if inverted else work) - _resize(region, work.shape)
-    keep("2-ink", ink)
 
     lo, hi = _median(ink), np.percentile(ink, 99.8)
     if hi - lo < 0.08:
@@ -367,7 +361,33 @@ def to_mnist(source: str | Path | bytes | np.ndarray, *, deskew_digit: bool = Fa
         raise NoDigitFound("no digit found: nothing stands out from the background")
     if mask.mean() > 0.6:
         raise NoDigitFound("no digit found: the ink covers most of the picture (an all-dark image?)")
-    soft = np.where(ndimage.binary_dilation(mask, iterations=max(1, int(round(max(ink.shape) / 150)))), ink, 0.0)
+    return mask, np.where(ndimage.binary_dilation(mask, iterations=max(1, int(round(max(ink.shape) / 150)))), ink, 0.0)
+
+
+def _centred(canvas: np.ndarray) -> np.ndarray:
+    """The digit moved so that its centre of mass is the 28x28 field's centre, as MNIST's were."""
+    from scipy import ndimage
+
+    cy, cx = ndimage.center_of_mass(canvas)
+    return ndimage.shift(canvas, (14.0 - cy, 14.0 - cx), order=1, mode="constant", cval=0.0)
+
+
+def to_mnist(source: str | Path | bytes | np.ndarray, *, deskew_digit: bool = False, keep_steps: bool = False) -> Preprocessed:
+    """Turn a picture (a file, its bytes, or a 2-D array in [0, 1] or 0..255) into a 28x28 MNIST-form digit."""
+    steps: dict[str, np.ndarray] = {}
+    gray, alpha = _as_gray(source)
+    if min(gray.shape) < 1:
+        raise NoDigitFound("the image is empty")
+    keep = (lambda k, v: steps.__setitem__(k, np.clip(v, 0, 1).copy())) if keep_steps else (lambda k, v: None)
+    keep("1-gray", gray)
+
+    work, work_alpha = _to_work_size(gray, alpha)
+    ink, inverted = _ink_map(work, work_alpha)
+    box = _find_digit(ink)
+    if box is not None and work.shape != gray.shape:
+        ink, inverted = _look_closer(gray, alpha, work, ink, inverted, box)
+    keep("2-ink", ink)
+    mask, soft = _clean(ink)
     keep("3-clean", soft)
 
     ys, xs = np.nonzero(mask)
@@ -376,20 +396,16 @@ def to_mnist(source: str | Path | bytes | np.ndarray, *, deskew_digit: bool = Fa
     keep("4-crop", crop)
     h, w = crop.shape
     factor = 20.0 / max(h, w)
-    box = _resize(crop, (max(1, round(h * factor)), max(1, round(w * factor))))
-    box = np.clip(box, 0, None)
+    box = np.clip(_resize(crop, (max(1, round(h * factor)), max(1, round(w * factor)))), 0, None)
     box = box / max(box.max(), 1e-9)
     keep("5-fit20", box)
 
     canvas = np.zeros((28, 28))
     top, left = (28 - box.shape[0]) // 2, (28 - box.shape[1]) // 2
     canvas[top: top + box.shape[0], left: left + box.shape[1]] = box
-    cy, cx = ndimage.center_of_mass(canvas)
-    canvas = ndimage.shift(canvas, (14.0 - cy, 14.0 - cx), order=1, mode="constant", cval=0.0)
+    canvas = _centred(canvas)
     if deskew_digit:
-        canvas = deskew(canvas)
-        cy, cx = ndimage.center_of_mass(canvas)
-        canvas = ndimage.shift(canvas, (14.0 - cy, 14.0 - cx), order=1, mode="constant", cval=0.0)
+        canvas = _centred(deskew(canvas))
     canvas = np.clip(canvas, 0, 1)
     image = np.round(canvas / max(canvas.max(), 1e-9) * 255).astype(np.uint8)
     keep("6-mnist", image / 255.0)
