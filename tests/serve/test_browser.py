@@ -3,13 +3,12 @@ on the pad and sees the probabilities appear. It never skips: a browser that can
 
 import os
 import shutil
-import socket
-import threading
 from pathlib import Path
 
 import pytest
 
 from mnistlab.serve.app import create_app
+from tests.serve.conftest import serving
 
 pytestmark = pytest.mark.realdata
 
@@ -20,26 +19,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 @pytest.fixture
 def server(mnist_run, tmp_path):
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(mnist_run, runs_dir=tmp_path), host="127.0.0.1", port=port, log_level="warning"))
-    started = threading.Event()
-    real_startup = srv.startup
-
-    async def startup(sockets=None):
-        await real_startup(sockets)
-        started.set()
-
-    srv.startup = startup
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    assert started.wait(60), "the server did not start"
-    yield f"http://127.0.0.1:{port}/"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(mnist_run, runs_dir=tmp_path)) as url:
+        yield url + "/"
 
 
 def test_draw_a_digit_and_see_probabilities(server, tmp_path):

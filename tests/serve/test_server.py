@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from mnistlab.serve import app as app_mod
+from tests.serve.conftest import serving
 from tests.serve.test_api import digit_png
 
 pytestmark = pytest.mark.realdata
@@ -17,26 +18,8 @@ pytestmark = pytest.mark.realdata
 
 @pytest.fixture
 def server(mnist_run, tmp_path):
-    import uvicorn
-
-    config = uvicorn.Config(app_mod.create_app(mnist_run, runs_dir=tmp_path, max_upload=200_000, workers=1),
-                            host="127.0.0.1", port=0, log_level="warning")
-    srv = uvicorn.Server(config)
-    started = threading.Event()
-    real_startup = srv.startup
-
-    async def startup(sockets=None):
-        await real_startup(sockets)
-        started.set()
-
-    srv.startup = startup
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    assert started.wait(60), "the server did not start"
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(30)
+    with serving(app_mod.create_app(mnist_run, runs_dir=tmp_path, max_upload=200_000, workers=1)) as url:
+        yield url
 
 
 def _predict(url: str, body: bytes, ctype: str = "application/json"):
