@@ -55,7 +55,7 @@ def test_a_new_run_keeps_its_split_and_evaluation_reads_it(real_home, tmp_path, 
     def moved(*a, **k):
         raise AssertionError("the split of a run that keeps one is never recomputed")
 
-    monkeypatch.setattr("mnistlab.run.split_indices", moved)
+    monkeypatch.setattr("mnistlab.split.split_indices", moved)
     held = evaluate_run(run, split="held-out", data_dir=real_home)
     assert held["n"] == 700 and held["accuracy"] == run.metrics["val_accuracy"]
     (run.path / SPLIT_FILE).write_bytes(b"not a split")

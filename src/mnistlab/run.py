@@ -34,7 +34,7 @@ import numpy as np
 from mnistlab.config import TrainConfig
 from mnistlab.errors import MnistlabError, RunBusy, RunError
 from mnistlab.fileio import atomic_write, atomic_write_json, ensure_dir, storage_error
-from mnistlab.split import SPLIT_FILE, Split, split_indices
+from mnistlab.split import SPLIT_FILE, Split, kept_split
 
 RUNS_DIR = Path("runs")
 RUN_HINT = "pass --out to a writable folder"
@@ -172,11 +172,8 @@ class RunFolder:
         return config_record(self.cfg, self.facts, self.world_size)
 
     def split(self, train_labels: np.ndarray, neural: bool) -> Split:
-        """The split it keeps; recomputed from the seed for a folder written before splits were kept."""
-        kept = self.path / SPLIT_FILE
-        if kept.exists():
-            return Split.read(kept)
-        return split_indices(train_labels, self.cfg, len(self.facts.classes), neural)
+        """The split it keeps (see split.kept_split)."""
+        return kept_split(self.path, train_labels, self.cfg, len(self.facts.classes), neural)
 
     def last_checkpoint(self) -> dict | None:
         path = self.path / "checkpoint.pt"
@@ -374,14 +371,8 @@ class Run:
         return DatasetFacts.from_dict(self.config)
 
     def split(self, train_labels: np.ndarray | None = None) -> Split:
-        """How it divided the training images: from split.npz; for a folder written before splits were kept,
-        recomputed from its seed as the code that trained it did (that needs `train_labels`)."""
-        kept = self.path / SPLIT_FILE
-        if kept.exists():
-            return Split.read(kept)
-        if train_labels is None:
-            raise RunError(f"{self.path} has no {SPLIT_FILE} (an older run): its split needs the training labels")
-        return split_indices(np.asarray(train_labels), self.settings, len(self.classes), self.kind == "neural")
+        """How it divided the training images (see split.kept_split; a folder from before needs `train_labels`)."""
+        return kept_split(self.path, train_labels, self.settings, len(self.classes), self.kind == "neural")
 
     @cached_property
     def model(self):

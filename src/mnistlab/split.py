@@ -44,6 +44,17 @@ class Split:
                            "train it again") from None
 
 
+def kept_split(run_dir: Path, train_labels: np.ndarray | None, cfg, num_classes: int, neural: bool) -> Split:
+    """A run folder's split: from its split.npz; for a folder written before splits were kept, recomputed from its
+    seed as the code that trained it did (that needs the training labels)."""
+    kept = run_dir / SPLIT_FILE
+    if kept.exists():
+        return Split.read(kept)
+    if train_labels is None:
+        raise RunError(f"{run_dir} has no {SPLIT_FILE} (an older run): its split needs the training labels")
+    return split_indices(np.asarray(train_labels), cfg, num_classes, neural)
+
+
 def split_indices(labels: np.ndarray, cfg, num_classes: int, neural: bool = True) -> Split:
     """Training, validation and calibration indices for a TrainConfig `cfg`: a seeded hold-out of `val_split` images;
     for a net without one, a seeded hold-out of `calibration_split` images (at most a tenth of the set) to fit its
