@@ -8,7 +8,9 @@ import gzip
 import hashlib
 import os
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -110,7 +112,8 @@ class Mirror:
         self.routes: dict[str, tuple[int, str, bytes]] = {}
         self.fail_first: Counter = Counter()  # path -> how many 503s before serving the route
         self.hits: Counter = Counter()
-        self.delay = 0.0
+        self.hold: Callable[[], bool] | None = None  # a request is answered once this says so (or after a minute)
+        self.held_until_ready: list[bool] = []  # per held request: whether `hold` said so in time
         mirror = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -122,8 +125,11 @@ class Mirror:
                     self.end_headers()
                     return
                 status, ctype, body = mirror.routes.get(self.path, (404, "text/plain", b"not found"))
-                if mirror.delay:
-                    threading.Event().wait(mirror.delay)
+                if mirror.hold is not None:
+                    deadline = time.monotonic() + 60
+                    while not mirror.hold() and time.monotonic() < deadline:
+                        threading.Event().wait(0.01)
+                    mirror.held_until_ready.append(mirror.hold())
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -348,8 +348,14 @@ def test_interrupted_download_leaves_no_part_file(tmp_path, mirror, home, monkey
 
 
 FETCH = """
-import pickle, sys
+import filelock, os, pickle, sys
+from pathlib import Path
 from mnistlab.data import fetch
+asked = filelock.FileLock.acquire
+def acquire(self, *a, **k):  # say that this process has asked for the cache's lock
+    Path(sys.argv[3], f"asked-{os.getpid()}").touch()
+    return asked(self, *a, **k)
+filelock.FileLock.acquire = acquire
 spec = pickle.loads(open(sys.argv[1], "rb").read())
 print(fetch(spec, data_dir=sys.argv[2])["stored_at"])
 """
@@ -360,13 +366,16 @@ def test_processes_fetching_one_dataset_at_once(tmp_path, mirror):
 
     tiny = make_tiny(tmp_path / "files", catalog.MNIST)
     mirror.serve(tiny)
-    mirror.delay = 0.2  # every process is in flight at once
     spec = dataclasses.replace(tiny.spec, mirrors=(mirror.url,))
     (tmp_path / "spec.pickle").write_bytes(pickle.dumps(spec))
     for round_ in range(3):
-        home = tmp_path / f"home{round_}"
+        home, asked = tmp_path / f"home{round_}", tmp_path / f"asked{round_}"
+        asked.mkdir()
+        # the first download is held until all four processes have asked for the lock: they are in flight at once
         mirror.hits.clear()
-        results = run_together([["-c", FETCH, str(tmp_path / "spec.pickle"), str(home)]] * 4, tmp_path)
+        mirror.hold, mirror.held_until_ready = (lambda folder=asked: len(list(folder.iterdir())) >= 4), []
+        results = run_together([["-c", FETCH, str(tmp_path / "spec.pickle"), str(home), str(asked)]] * 4, tmp_path)
+        assert mirror.held_until_ready and all(mirror.held_until_ready)
         assert [r.returncode for r in results] == [0] * 4, [r.stderr[-1500:] for r in results if r.returncode]
         stamps = {r.stdout.strip() for r in results}
         assert len(stamps) == 1, "the later processes found the first one's result instead of fetching again"

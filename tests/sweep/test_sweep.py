@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from mnistlab.cli import run as cli
 from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.sweep import default_space, parse_space
 from mnistlab.sweep.study import SweepPlan, open_storage, open_study, work
+from tests.killed import __file__ as KILLED
 from tests.together import run_together
 
 pytestmark = pytest.mark.realdata
@@ -159,15 +159,13 @@ def test_eight_processes_opening_a_new_study_at_once(kind, tmp_path, request):
 def test_a_worker_killed_mid_trial(real_home, tmp_path):
     space = space_file(tmp_path, epochs=4, subset=20000)
     cmd = sweep_cmd(space, "--trials", "3", "--out", "sw", "--heartbeat", "1")
-    victim = start(cmd, real_home, tmp_path)
+    # the worker SIGKILLs itself right after trial 0's first epoch is saved (tests/killed.py): a known point
+    victim = start([sys.executable, KILLED, *cmd[cmd.index("sweep"):]], real_home, tmp_path)
+    victim.communicate(timeout=300)
+    assert victim.returncode == -signal.SIGKILL
     first = tmp_path / "sw" / "trials" / "trial-0000" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not first.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
     assert first.exists() and not (first.parent / "metrics.json").exists()
-    time.sleep(3.5)  # three heartbeats missed: trial 0 is now stale
+    # no wait here: the next worker, finding trial 0 running, waits for its heartbeat to go stale and retries it
     finish(start(cmd, real_home, tmp_path))
     study = load(f"sqlite:///{tmp_path / 'sw' / 'study.db'}", "mlp-mnist")
     states = {t.number: t.state.name for t in study.get_trials()}

@@ -1,62 +1,27 @@
 """Data-parallel training under torchrun on this CPU: two gloo processes match one process with the
 same global batch, only rank 0 writes, a killed run resumes exactly, and bad launches are one line."""
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from mnistlab.cli import run as cli
 from mnistlab.training import load_run, train
+from tests.killed import __file__ as KILLED
 
 pytestmark = pytest.mark.realdata
 
 
-def torchrun(args, home, cwd, nproc=2, wait=True):
+def torchrun(args, home, cwd, nproc=2):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "mnistlab", "train", "--distributed", "--quiet", *args]
     if "--resume" not in args:
         cmd += ["--device", "cpu"]  # gloo on the CPU, even on a machine with GPUs
     env = {**os.environ, "MNISTLAB_HOME": str(home)}
-    if not wait:
-        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            children = [int(c) for c in (task / "children").read_text().split()] if (task / "children").exists() else []
-            found += children
-            todo += children
-    return found
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL a process and all its descendants, and wait until every one is gone."""
-    victims = [pid, *_descendants(pid)]
-    for p in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{p}").exists() and "Z" not in _state(p) for p in victims) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "Z"
 
 
 def _strip(history):
@@ -88,14 +53,14 @@ def test_killed_distributed_run_resumes_to_the_same_metrics(real_home, tmp_path)
                 "--epochs", "3", "--batch-size", "64"]
     whole = torchrun([*settings, "--out", "whole"], real_home, tmp_path)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    proc = torchrun([*settings, "--out", "cut"], real_home, tmp_path, wait=False)
-    ckpt = tmp_path / "cut" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    kill_tree(proc.pid)  # torchrun and both workers (torchrun starts them in sessions of their own), mid-run
-    proc.wait()
-    assert ckpt.exists() and not (tmp_path / "cut" / "metrics.json").exists()
+    # rank 0 SIGKILLs itself right after its first epoch is saved (tests/killed.py), and torchrun ends the rest
+    cut = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", KILLED,
+                          "train", "--distributed", "--quiet", "--device", "cpu", *settings, "--out", "cut"],
+                         env={**os.environ, "MNISTLAB_HOME": str(real_home)}, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert cut.returncode != 0
+    assert (tmp_path / "cut" / "checkpoint.pt").exists() and not (tmp_path / "cut" / "metrics.json").exists()
+    assert len(load_run(tmp_path / "cut").history) == 1
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "mnistlab", "train", "--distributed", "--quiet", "--resume", "cut"],
                           env={**os.environ, "MNISTLAB_HOME": str(real_home)}, cwd=tmp_path, capture_output=True, text=True)

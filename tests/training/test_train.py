@@ -20,6 +20,7 @@ from mnistlab.errors import InvalidArgument, RunError, StorageError, TrainingInt
 from mnistlab.models import list_models
 from mnistlab.training import load_run, train
 from tests.conftest import make_tiny
+from tests.killed import __file__ as KILLED
 from tests.together import run_together
 
 pytestmark = pytest.mark.realdata
@@ -126,27 +127,11 @@ def test_ctrl_c_mid_epoch_keeps_a_resumable_folder(real_home, tmp_path, monkeypa
     assert not list(tmp_path.rglob("*.part"))
 
 
-# A training process that kills itself with SIGKILL right after its first epoch is saved: the kill lands at a known
-# point whatever the machine's speed (no poll for checkpoint.pt, no race with the run's end)
-KILLED_AFTER_FIRST_EPOCH = """
-import os, signal, sys
-from mnistlab import run
-saved = run.RunFolder.save_epoch
-def save_then_die(self, *a, **k):
-    saved(self, *a, **k)
-    os.kill(os.getpid(), signal.SIGKILL)
-run.RunFolder.save_epoch = save_then_die
-from mnistlab.cli import main
-sys.argv = ["mnistlab", *sys.argv[1:]]
-main()
-"""
-
-
 def test_kill_9_then_resume(real_home, tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "MNISTLAB_HOME": str(real_home)}
     args = ["train", "--model", "mlp", "--epochs", "3", "--train-subset", "10000", "--device", "cpu", "--quiet", "--out", str(out)]
-    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_FIRST_EPOCH, *args], env=env, capture_output=True, text=True)
+    killed = subprocess.run([sys.executable, KILLED, *args], env=env, capture_output=True, text=True)  # after epoch 1
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert (out / "checkpoint.pt").exists() and not (out / "metrics.json").exists() and len(load_run(out).history) == 1
     done = subprocess.run([sys.executable, "-m", "mnistlab", "train", "--resume", str(out), "--quiet"], env=env,
