@@ -119,6 +119,10 @@ def deskew(img: np.ndarray) -> np.ndarray:
 STROKE = 2.5 / 20
 STROKE_BAND = (1.8 / 2.5, 3.6 / 2.5)
 LARGE_INK = 0.12  # share of the picture above which the ink counts as large (see _remove_light)
+MIN_CONTRAST = 0.08  # ink within this of the paper's level (on a 0-1 scale) is no digit: a blank or uniform picture
+LOOK_CLOSER = 0.6  # a digit spanning less than this share of the working size is looked at again at full resolution,
+CLOSER_MARGIN = 0.6  # with this share of its size as a margin around it
+MAX_INK_SHARE = 0.6  # ink over more of the picture than this is no digit on paper (an all-dark image)
 
 
 def _median(values: np.ndarray) -> float:
@@ -238,7 +242,7 @@ def _find_digit(ink: np.ndarray) -> tuple[slice, slice] | None:
     """The box around the main ink (its largest blobs), or None when nothing stands out."""
 
     lo, hi = _median(ink), np.percentile(ink, 99.99)  # a small digit in a large photo is a few hundred pixels
-    if hi - lo < 0.08:
+    if hi - lo < MIN_CONTRAST:
         return None
     keep = _main_blobs(ink > lo + 0.5 * (hi - lo))
     if not keep.any():
@@ -332,9 +336,9 @@ def _look_closer(gray, alpha, work, ink, inverted, box):
     """A small digit in a large picture: the ink of the digit's part of the full-resolution picture (else `ink`)."""
     f = gray.shape[0] / work.shape[0]
     side = max(box[0].stop - box[0].start, box[1].stop - box[1].start) * f
-    if side >= WORK_SIDE * 0.6:
+    if side >= WORK_SIDE * LOOK_CLOSER:
         return ink, inverted
-    pad = side * 0.6
+    pad = side * CLOSER_MARGIN
     y0, y1 = int(max(0, box[0].start * f - pad)), int(min(gray.shape[0], box[0].stop * f + pad))
     x0, x1 = int(max(0, box[1].start * f - pad)), int(min(gray.shape[1], box[1].stop * f + pad))
     if alpha is not None:
@@ -353,13 +357,13 @@ def _clean(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from scipy import ndimage
 
     lo, hi = _median(ink), np.percentile(ink, 99.8)
-    if hi - lo < 0.08:
+    if hi - lo < MIN_CONTRAST:
         raise NoDigitFound("no digit found: the picture is blank or uniform; draw or photograph a darker, larger digit")
     ink = np.clip((ink - lo) / (hi - lo), 0, 1)
     mask = _threshold(ink)
     if not mask.any():
         raise NoDigitFound("no digit found: nothing stands out from the background")
-    if mask.mean() > 0.6:
+    if mask.mean() > MAX_INK_SHARE:
         raise NoDigitFound("no digit found: the ink covers most of the picture (an all-dark image?)")
     return mask, np.where(ndimage.binary_dilation(mask, iterations=max(1, int(round(max(ink.shape) / 150)))), ink, 0.0)
 
