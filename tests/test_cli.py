@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab.cli import run
+from mnistlab.cli import invoke
 from mnistlab.data import catalog
 from tests.conftest import make_tiny
 
@@ -29,48 +29,48 @@ def one_line_error(capsys) -> str:
 
 
 def test_import_info_verify_list(tiny, capsys):
-    assert run(["data", "import", "tiny-mnist", str(tiny.folder)]) == 0
+    assert invoke(["data", "import", "tiny-mnist", str(tiny.folder)]) == 0
     assert "verified by md5 of the published file" in capsys.readouterr().out
-    assert run(["data", "info", "tiny-mnist", "--json"]) == 0
+    assert invoke(["data", "info", "tiny-mnist", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["splits"]["train"]["n"] == 40
     assert info["splits"]["train"]["class_counts"] == np.bincount(tiny.arrays[("train", "labels")], minlength=10).tolist()
     x = tiny.arrays[("train", "images")] / 255
     assert info["splits"]["train"]["mean"] == pytest.approx(x.mean()) and info["splits"]["train"]["std"] == pytest.approx(x.std())
-    assert run(["data", "info", "tiny-mnist"]) == 0
+    assert invoke(["data", "info", "tiny-mnist"]) == 0
     assert "verified by md5" in capsys.readouterr().out
-    assert run(["data", "verify", "tiny-mnist"]) == 0
+    assert invoke(["data", "verify", "tiny-mnist"]) == 0
     assert "tiny-mnist: ok" in capsys.readouterr().out
-    assert run(["data", "list"]) == 0
+    assert invoke(["data", "list"]) == 0
     assert "tiny-mnist" in capsys.readouterr().out
 
 
 def test_verify_reports_damage(tiny, home, capsys):
-    run(["data", "import", "tiny-mnist", str(tiny.folder)])
+    invoke(["data", "import", "tiny-mnist", str(tiny.folder)])
     npy = home / "datasets" / "tiny-mnist" / "test-labels.npy"
     npy.write_bytes(npy.read_bytes()[:-8] + b"\xff" * 8)
     capsys.readouterr()
-    assert run(["data", "verify", "tiny-mnist"]) == 1
+    assert invoke(["data", "verify", "tiny-mnist"]) == 1
     assert "DAMAGED: test-labels.npy" in capsys.readouterr().out
 
 
 def test_show_writes_a_real_picture(tiny, tmp_path, capsys):
-    run(["data", "import", "tiny-mnist", str(tiny.folder)])
+    invoke(["data", "import", "tiny-mnist", str(tiny.folder)])
     out = tmp_path / "grid.png"
-    assert run(["data", "show", "tiny-mnist", "--out", str(out), "--per-class", "3"]) == 0
+    assert invoke(["data", "show", "tiny-mnist", "--out", str(out), "--per-class", "3"]) == 0
     img = np.asarray(Image.open(out).convert("L"))
     assert img.shape[0] > 200 and img.std() > 10, "a non-blank picture"
 
 
 def test_export_csv_and_png(tiny, tmp_path):
-    run(["data", "import", "tiny-mnist", str(tiny.folder)])
-    assert run(["data", "export", "tiny-mnist", "--format", "csv", "--out", str(tmp_path / "csv")]) == 0
+    invoke(["data", "import", "tiny-mnist", str(tiny.folder)])
+    assert invoke(["data", "export", "tiny-mnist", "--format", "csv", "--out", str(tmp_path / "csv")]) == 0
     rows = (tmp_path / "csv" / "tiny-mnist_train.csv").read_text().splitlines()
     assert rows[0].startswith("label,pixel0,pixel1") and rows[0].endswith("pixel783") and len(rows) == 41
     first = np.array(rows[1].split(","), dtype=int)
     assert first[0] == tiny.arrays[("train", "labels")][0]
     np.testing.assert_array_equal(first[1:], tiny.arrays[("train", "images")][0].ravel())
-    assert run(["data", "export", "tiny-mnist", "--format", "png", "--out", str(tmp_path / "png"), "--limit", "5"]) == 0
+    assert invoke(["data", "export", "tiny-mnist", "--format", "png", "--out", str(tmp_path / "png"), "--limit", "5"]) == 0
     pngs = sorted((tmp_path / "png" / "test").rglob("*.png"))
     assert len(pngs) == 5
     label = tiny.arrays[("test", "labels")][0]
@@ -86,15 +86,15 @@ def test_export_csv_and_png(tiny, tmp_path):
     (["data", "export", "mnist", "--format", "tiff", "--out", "x"], "unknown export format 'tiff'"),
 ])
 def test_bad_names_are_one_line(argv, words, capsys):
-    assert run(argv) == 1
+    assert invoke(argv) == 1
     assert words in one_line_error(capsys)
 
 
 def test_bad_import_is_one_line(tiny, tmp_path, capsys):
     (tiny.folder / "train-labels-idx1-ubyte.gz").write_bytes(b"")
-    assert run(["data", "import", "tiny-mnist", str(tiny.folder)]) == 1
+    assert invoke(["data", "import", "tiny-mnist", str(tiny.folder)]) == 1
     assert "empty file" in one_line_error(capsys)
-    assert run(["data", "import", "tiny-mnist", str(tmp_path / "nowhere")]) == 1
+    assert invoke(["data", "import", "tiny-mnist", str(tmp_path / "nowhere")]) == 1
     assert "no such file or folder" in one_line_error(capsys)
 
 
@@ -102,12 +102,12 @@ def test_zip_traversal_is_one_line(tiny, tmp_path, capsys):
     z = tmp_path / "evil.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("../../etc/cron.d/evil", b"x")
-    assert run(["data", "import", "tiny-mnist", str(z)]) == 1
+    assert invoke(["data", "import", "tiny-mnist", str(z)]) == 1
     assert "unsafe member path" in one_line_error(capsys)
 
 
 def test_verify_uncached_is_one_line(tiny, capsys):
-    assert run(["data", "verify", "tiny-mnist"]) == 1
+    assert invoke(["data", "verify", "tiny-mnist"]) == 1
     assert "not in the cache" in one_line_error(capsys)
 
 
@@ -121,7 +121,7 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
 
 
 def test_usage_error_exit_code(capsys):
-    assert run(["data", "show", "mnist"]) == 2  # --out is required
+    assert invoke(["data", "show", "mnist"]) == 2  # --out is required
     assert "--out" in capsys.readouterr().err
 
 
@@ -134,7 +134,7 @@ def test_export_parquet_in_the_hugging_face_layout(real_home, tmp_path):
 
     import mnistlab
 
-    assert run(["data", "export", "mnist", "--format", "parquet", "--out", str(tmp_path / "pq"), "--limit", "2000",
+    assert invoke(["data", "export", "mnist", "--format", "parquet", "--out", str(tmp_path / "pq"), "--limit", "2000",
                 "--data-dir", str(real_home)]) == 0
     assert sorted(p.name for p in (tmp_path / "pq" / "mnist").iterdir()) == ["test-00000-of-00001.parquet",
                                                                             "train-00000-of-00001.parquet"]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import mnistlab
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 from mnistlab.errors import InvalidArgument, RunError
 from mnistlab.export import export_run
 

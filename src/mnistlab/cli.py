@@ -512,8 +512,8 @@ def sweep_cmd(model: str = typer.Option(..., help="A neural model (mnistlab mode
         print(f"test accuracy: {res['final']['test_accuracy']:.4f}")
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code instead of raising (for tests and main)."""
+def invoke(argv: list[str] | None = None) -> int:
+    """Run the CLI on `argv`; return the exit code instead of raising (for tests and main)."""
     try:
         rv = app(args=argv, prog_name="mnistlab", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
@@ -534,4 +534,4 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    sys.exit(invoke())

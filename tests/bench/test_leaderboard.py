@@ -5,7 +5,7 @@ import pytest
 
 from mnistlab.bench import run_bench
 from mnistlab.bench.leaderboard import plan
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 from mnistlab.errors import InvalidArgument, UnknownName
 
 

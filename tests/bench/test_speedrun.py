@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mnistlab.bench import speedrun as sr
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 from mnistlab.config import PRESETS, resolve_config
 from mnistlab.errors import InvalidArgument
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 from mnistlab.data import catalog
 from mnistlab.data.idx import read_idx
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 from mnistlab.data import catalog
 from mnistlab.errors import RunError
 from mnistlab.evaluate import evaluate_run

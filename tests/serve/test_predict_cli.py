@@ -5,7 +5,7 @@ import pytest
 from benchmarks.photos import photo_of
 
 import mnistlab
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 
 pytestmark = pytest.mark.realdata
 

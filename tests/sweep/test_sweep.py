@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.sweep import default_space, parse_space
 from mnistlab.sweep.study import SweepPlan, open_storage, open_study, work

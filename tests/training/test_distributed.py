@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 from mnistlab.training import load_run, train
 from tests.killed import __file__ as KILLED
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 from mnistlab.errors import InvalidArgument
 from mnistlab.models import create_model
 from mnistlab.training import engine as eng

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 
 pytestmark = pytest.mark.realdata
 

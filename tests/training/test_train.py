@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import mnistlab
-from mnistlab.cli import run as cli
+from mnistlab.cli import invoke as cli
 from mnistlab.data import catalog
 from mnistlab.errors import InvalidArgument, RunError, StorageError, TrainingInterrupted, UnknownName
 from mnistlab.models import list_models
