@@ -184,7 +184,7 @@ def _parse_model_args(items: list[str]) -> dict:
 @app.command("models")
 def models_cmd(pattern: str = typer.Argument("*", help="Glob pattern, e.g. 'cnn*'."),
                as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
-    """List the models: name, family, parameters, multiply-adds per image, description, reference."""
+    """List the models, the zoo's and installed packages': name, family, parameters, multiply-adds per image, description, where from."""
     from mnistlab.models import count_macs, count_params, create_model, get_model_info, list_models
 
     rows = []
@@ -194,16 +194,30 @@ def models_cmd(pattern: str = typer.Argument("*", help="Glob pattern, e.g. 'cnn*
         if info.family == "neural":
             net = create_model(name)
             params, macs = count_params(net), count_macs(net)
+        origin = info.origin or {}
+        where = f"{origin.get('distribution') or 'an installed package'} ({origin['reference']})" if origin else "mnistlab's zoo"
         rows.append({"name": name, "family": info.family, "params": params, "macs": macs,
-                     "description": info.description, "reference": info.reference})
+                     "description": info.description, "reference": info.reference if not origin else "", "from": where})
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("name", "family", "params", "MACs/image", "description", "reference", box=None)
+    table = Table("name", "family", "params", "MACs/image", "description", "from", box=None)
     for r in rows:
         table.add_row(r["name"], r["family"], f"{r['params']:,}" if r["params"] else "-",
-                      f"{r['macs'] / 1e6:.2f}M" if r["macs"] else "-", r["description"], r["reference"])
+                      f"{r['macs'] / 1e6:.2f}M" if r["macs"] else "-", r["description"], r["from"])
     out.print(table)
+    out.print("and your own: --model FILE.py:NAME or --model package.module:NAME (an nn.Module subclass, a factory or an estimator)")
+
+
+@app.command("accept-source")
+def accept_source_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run of your own model."),
+                      new_file: Optional[Path] = typer.Argument(None, metavar="[FILE.py]", help="The model's file in its new place.")):
+    """Accept the code of a run's own model as it is now (or in a new place); the model must still take the run's weights."""
+    from mnistlab.run import accept_source
+
+    source = accept_source(run_dir, new_file)
+    out.print(f"{run_dir}: accepted {source.get('file') or source['reference']} (sha256 {source.get('sha256', '-')[:12]})",
+              markup=False, highlight=False)
 
 
 # TrainConfig's fields are the training options: their names, and their comments as help (config.py). These are not

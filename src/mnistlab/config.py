@@ -16,7 +16,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 @dataclass
 class TrainConfig:
-    model: str = "cnn"  # a registry name: `mnistlab models` lists them
+    model: str = "cnn"  # a zoo name (`mnistlab models`), an installed package's, or your own: FILE.py:NAME or package.module:NAME
     dataset: str = "mnist"  # a catalog name: `mnistlab data list`
     epochs: int = 5  # passes over the training set
     batch_size: int = 64  # images per optimiser step
@@ -162,6 +162,17 @@ ON_A_CPU = {"best-fashion": "recipe 'best-fashion' is made for a GPU (84 s on an
                             "--preset best-fashion-cpu trains it on a narrower net in about 47 minutes"}
 
 
+def beside(model, folder: Path):
+    """FILE.py:NAME with a relative FILE read as relative to `folder` when it is there (a config file's folder)."""
+    from mnistlab.models.reference import is_reference
+
+    if not is_reference(model):
+        return model
+    where, _, name = model.rpartition(":")
+    found = folder / where
+    return f"{found}:{name}" if where.endswith(".py") and not Path(where).is_absolute() and found.is_file() else model
+
+
 def resolve_config(settings: dict | None = None, config_file: str | Path | None = None) -> TrainConfig:
     """Model defaults < preset < TOML file < explicit settings (None values are ignored)."""
     from mnistlab.models import get_model_info
@@ -182,6 +193,8 @@ def resolve_config(settings: dict | None = None, config_file: str | Path | None 
     if model == "ensemble":  # a kind of run, not a model
         raise InvalidArgument("an ensemble is built from trained runs: mnistlab ensemble RUN RUN ... "
                               "(or mnistlab ensemble --recipe PRESET)")
-    info = get_model_info(model)
-    values = {**info.defaults, **PRESETS.get(preset, {}), **merged, "model": model}
+    if config_file and "model" not in explicit:  # a file named in a config file is found beside it
+        model = beside(model, Path(config_file).parent)
+    info = get_model_info(model)  # a reference resolves to its full name: /abs/path/file.py:NAME
+    values = {**info.defaults, **PRESETS.get(preset, {}), **merged, "model": info.name}
     return TrainConfig(**values).validate()

@@ -78,6 +78,11 @@ class TrainingInterrupted(MnistlabError):
     exit_code = 130
 
 
+class ModelSourceError(MnistlabError):
+    """A model named by reference (file.py:Name, package.module:Name, an entry point) that cannot be imported, is not
+    a model, or whose code changed since a run was trained with it."""
+
+
 class InvalidArgument(MnistlabError, ValueError):
     """A value outside its allowed range (negative epochs, zero batch size, wrong image shape...)."""
 

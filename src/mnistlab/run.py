@@ -14,6 +14,9 @@ this module uses none of those.
       model.safetensors  the net's weights (model.skops for scikit-learn models)
       checkpoint.pt      model + optimizer + epoch + history: what --resume needs
       test_probs.npy     float32 (N_test, classes), calibrated: used by evaluation, reports and ensembles
+      model_source.py    a model of your own (FILE.py:NAME, package.module:NAME, an entry point): a copy of its file
+                         as trained; config.json's model_source says where it came from and the file's sha256, and
+                         loading the run imports that file again (refused, in one line, if it moved or changed)
       .lock              held by the process training the run, so a second one cannot train it at once
 """
 
@@ -51,7 +54,9 @@ def new_run_dir(out: str | Path | None, model: str, dataset: str) -> Path:
         if path.exists() and (not path.is_dir() or any(p.name != ".lock" for p in path.iterdir())):
             raise RunError(f"{path} already exists and is not an empty folder; choose another --out or use --resume {path}")
         return ensure_dir(path, RUN_HINT, RunError)
-    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{model}-{dataset}"
+    from mnistlab.models.reference import label
+
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{label(model)}-{dataset}"
     ensure_dir(RUNS_DIR, RUN_HINT, RunError)
     for n in itertools.count(1):
         path = RUNS_DIR / (stem if n == 1 else f"{stem}-{n}")
@@ -111,13 +116,23 @@ class DatasetFacts:
                    values.get("dataset_sha256"))
 
 
-def config_record(cfg: TrainConfig, facts: DatasetFacts, world_size: int | None = None) -> dict:
-    """config.json of a trained run: its settings, the dataset's facts, the augmentation as resolved (for readers)."""
+def config_record(cfg: TrainConfig, facts: DatasetFacts, world_size: int | None = None, source: dict | None = None) -> dict:
+    """config.json of a trained run: its settings, the dataset's facts, the augmentation as resolved (for readers), and
+    for a model not of the zoo, where it came from (models/reference.py's Origin)."""
     from mnistlab.training.augment import parse_augment
 
     record = {**cfg.to_dict(), "classes": list(facts.classes), "input_mean": facts.input_mean, "input_std": facts.input_std,
               "augment_resolved": parse_augment(cfg.augment).__dict__, "dataset_sha256": facts.dataset_sha256}
+    if source is not None:
+        record["model_source"] = source
     return {**record, "world_size": world_size} if world_size else record
+
+
+def model_source(model: str) -> dict | None:
+    """Where a model not of the zoo comes from, to record in a new run (None for the zoo's)."""
+    from mnistlab.models import get_model_info
+
+    return get_model_info(model).origin
 
 
 class RunFolder:
@@ -126,16 +141,21 @@ class RunFolder:
     files atomically. A process of a distributed run other than rank 0 holds a view (`lock=None`) and writes nothing."""
 
     def __init__(self, path: Path, cfg: TrainConfig, facts: DatasetFacts, *, lock=None, world_size: int | None = None,
-                 finished: bool = False):
+                 finished: bool = False, source: dict | None = None):
         self.path, self.cfg, self.facts, self._lock, self.world_size = Path(path), cfg, facts, lock, world_size
         self.finished = finished  # it held its final files when opened: nothing left to train
+        self.source = source  # where a model not of the zoo came from, as recorded when the run began
 
     @classmethod
     def create(cls, out, cfg: TrainConfig, facts: DatasetFacts, split: Split, world_size: int | None = None) -> "RunFolder":
         """A new run's folder: made, locked, its config and split written."""
+        source = model_source(cfg.model)
         path = new_run_dir(out, cfg.model, cfg.dataset)
-        folder = cls(path, cfg, facts, lock=_take_lock(path, new=True), world_size=world_size)
+        folder = cls(path, cfg, facts, lock=_take_lock(path, new=True), world_size=world_size, source=source)
         try:
+            if source is not None and source.get("file"):  # the code as trained, beside the weights it made
+                code = Path(source["file"]).read_bytes()
+                atomic_write(path / "model_source.py", lambda fh: fh.write(code), hint=RUN_HINT, error=RunError)
             folder._write_json("config.json", folder.record())
             atomic_write(path / SPLIT_FILE, lambda fh: np.savez_compressed(fh, **split.arrays()), hint=RUN_HINT, error=RunError)
         except BaseException:
@@ -146,16 +166,17 @@ class RunFolder:
     @classmethod
     def reopen(cls, path: str | Path) -> "RunFolder":
         """An existing run's folder, locked before its checkpoint or metrics are looked at (to resume it)."""
-        record = Run(path).config
+        run = Run(path)
+        run.check_source()
         lock = _take_lock(Path(path))
-        return cls(Path(path), TrainConfig.from_dict(record), DatasetFacts.from_dict(record), lock=lock,
-                   world_size=record.get("world_size"), finished=(Path(path) / "metrics.json").exists())
+        return cls(Path(path), run.settings, run.facts, lock=lock, world_size=run.config.get("world_size"),
+                   finished=run.complete, source=run.source)
 
     @classmethod
     def view(cls, path: str, record: dict, finished: bool) -> "RunFolder":
         """Rank 0's folder as another process of a distributed run sees it: its settings, never its files."""
         return cls(Path(path), TrainConfig.from_dict(record), DatasetFacts.from_dict(record),
-                   world_size=record.get("world_size"), finished=finished)
+                   world_size=record.get("world_size"), finished=finished, source=record.get("model_source"))
 
     def close(self) -> None:
         if self._lock is not None:
@@ -169,7 +190,7 @@ class RunFolder:
         self.close()
 
     def record(self) -> dict:
-        return config_record(self.cfg, self.facts, self.world_size)
+        return config_record(self.cfg, self.facts, self.world_size, self.source)
 
     def split(self, train_labels: np.ndarray, neural: bool) -> Split:
         """The split it keeps (see split.kept_split)."""
@@ -353,11 +374,25 @@ class Run:
         """neural, classical or ensemble (a run whose model is its members; written by `mnistlab ensemble`)."""
         if self.config.get("kind") == ENSEMBLE or self.config["model"] == ENSEMBLE:  # the second: folders of before
             return ENSEMBLE
+        if self.source is not None:  # known without importing the model's code
+            return self.source["family"]
         from mnistlab.models import get_model_info
 
         return get_model_info(self.config["model"]).family
 
     family = kind  # the name the rest of mnistlab has long used
+
+    @property
+    def source(self) -> dict | None:
+        """Where a model not of the zoo came from (config.json's model_source; models/reference.py); None for the zoo."""
+        return self.config.get("model_source")
+
+    def check_source(self) -> None:
+        """Refuse, in one line, to rebuild a model whose source file moved or changed since the run was trained."""
+        if self.source is not None:
+            from mnistlab.models.reference import check_recorded
+
+            check_recorded(self.source, str(self.path))
 
     @cached_property
     def settings(self) -> TrainConfig:
@@ -404,6 +439,7 @@ class Run:
     def _load_net(self):
         import torch
 
+        self.check_source()
         net = build_net(self.config)
         weights = self.path / "model.safetensors"
         if weights.exists():
@@ -426,12 +462,18 @@ class Run:
     def _load_skops(self):
         import skops.io as sio
 
+        trusted = SKOPS_TRUSTED_PREFIXES
+        if self.source is not None:  # an estimator of your own: its module is trusted as its reference is
+            from mnistlab.models import get_model_info
+
+            self.check_source()
+            trusted += (getattr(get_model_info(self.config["model"]).factory, "__module__", "") + ".",)
         path = self.path / "model.skops"
         if not path.exists():
             raise RunError(f"{path} not found: the run did not finish; train it again")
         try:
             untrusted = sio.get_untrusted_types(file=path)
-            bad = [t for t in untrusted if not t.startswith(SKOPS_TRUSTED_PREFIXES)]
+            bad = [t for t in untrusted if not t.startswith(trusted)]
             if bad:
                 raise RunError(f"{path} contains types mnistlab does not load: {', '.join(bad[:3])}")
             return sio.load(path, trusted=untrusted)
@@ -486,6 +528,33 @@ def _as_unit_float(images) -> np.ndarray:
     if x.size and (x.min() < 0 or x.max() > 1.0001):
         raise MnistlabError(f"float images must be in [0, 1], got {x.min():.3g}..{x.max():.3g}; pass uint8 0..255 or scale them")
     return x
+
+
+def accept_source(path: str | Path, new_file: str | Path | None = None) -> dict:
+    """Accept the code of a run's own model as it is now, or in a new place (`new_file`): its record takes the file's
+    sha256 of today, the one it was trained with kept under `accepted`. The model must still build and take the run's
+    weights, or nothing is written. Returns the new `model_source`."""
+    from mnistlab.models.reference import file_sha256, moved
+
+    path = Path(path)
+    with run_lock(path):
+        run = Run(path)
+        if run.kind == ENSEMBLE:
+            raise RunError(f"{path} is an ensemble: accept the source of each member run instead")
+        if run.source is None:
+            raise RunError(f"{path} trained the zoo's model {run.config['model']!r}: it has no source of its own to accept")
+        old = run.source
+        new = moved(old, new_file) if new_file is not None else dict(old)
+        if new.get("file"):
+            new["sha256"] = file_sha256(new["file"])
+        new["accepted"] = [*old.get("accepted", []), {"file": old.get("file"), "sha256": old.get("sha256"),
+                                                      "date": time.strftime("%Y-%m-%d %H:%M:%S")}]
+        record = {**run.config, "model_source": new, **({"model": new["reference"]} if new["kind"] == "file" else {})}
+        trial = Run(path)
+        trial.config = record
+        trial.model  # noqa: B018  builds the model from the new code and loads the weights, or raises
+        write_json(path / "config.json", record)
+    return new
 
 
 def load_run(path: str | Path) -> Run:

@@ -86,6 +86,6 @@ def test_unknown_and_duplicate_names():
         register_model("cnn", family="neural", description="x")(lambda num_classes: None)
     with pytest.raises(UnknownName, match="unknown model 'ensemble'"):
         create_model("ensemble")  # a kind of run: `mnistlab train --model ensemble` says how to make one
-    with pytest.raises(MnistlabError, match="does not take these settings"):
+    with pytest.raises(MnistlabError, match="does not take the setting wings"):
         create_model("mlp", wings=2)
     assert get_model_info("knn").family == "classical"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mnistlab.models.base import Net
+from mnistlab.models.base import MEAN, STD, Net
 from mnistlab.models.registry import register_model
 
 
@@ -64,16 +64,16 @@ class CNNBN(Net):
                 description="The guides' CNN exactly: Conv32-Pool-Conv64-Pool-Dense128-Dense.",
                 reference="Keras/TensorFlow MNIST CNN guide; promises over 99%",
                 defaults={"epochs": 4, "batch_size": 64, "optimizer": "adam", "lr": 3e-3, "schedule": "onecycle"})
-def cnn(num_classes: int = 10, **kw) -> GuideCNN:
-    return GuideCNN(num_classes, **kw)
+def cnn(num_classes: int = 10, mean: float = MEAN, std: float = STD, **kw) -> GuideCNN:
+    return GuideCNN(num_classes, mean=mean, std=std, **kw)
 
 
 @register_model("lenet5", family="neural",
                 description="LeNet-5 (6-16-120-84) with ReLU and max-pooling.",
                 reference="LeCun et al. 1998: LeNet-5, 0.95% error",
                 defaults={"epochs": 6, "batch_size": 64, "optimizer": "adam", "lr": 3e-3, "schedule": "onecycle"})
-def lenet5(num_classes: int = 10, **kw) -> LeNet5:
-    return LeNet5(num_classes, **kw)
+def lenet5(num_classes: int = 10, mean: float = MEAN, std: float = STD, **kw) -> LeNet5:
+    return LeNet5(num_classes, mean=mean, std=std, **kw)
 
 
 @register_model("cnn-bn", family="neural",
@@ -81,5 +81,5 @@ def lenet5(num_classes: int = 10, **kw) -> LeNet5:
                 reference="the guides' batch-norm + dropout + augmentation step",
                 defaults={"epochs": 8, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "schedule": "onecycle",
                           "weight_decay": 5e-4, "augment": "light"})
-def cnn_bn(num_classes: int = 10, **kw) -> CNNBN:
-    return CNNBN(num_classes, **kw)
+def cnn_bn(num_classes: int = 10, mean: float = MEAN, std: float = STD, **kw) -> CNNBN:
+    return CNNBN(num_classes, mean=mean, std=std, **kw)

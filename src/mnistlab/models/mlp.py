@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mnistlab.models.base import Net
+from mnistlab.models.base import MEAN, STD, Net
 from mnistlab.models.registry import register_model
 
 
@@ -27,13 +27,13 @@ class MLP(Net):
                 description="The guides' dense net: Flatten, Dense 128 ReLU, Dense 10 (softmax in the loss).",
                 reference="TensorFlow/Keras beginner quickstart; the guides promise about 98%",
                 defaults={"epochs": 5, "batch_size": 64, "optimizer": "adam", "lr": 2e-3, "schedule": "onecycle"})
-def mlp(num_classes: int = 10, **kw) -> MLP:
-    return MLP(num_classes, **kw)
+def mlp(num_classes: int = 10, mean: float = MEAN, std: float = STD, **kw) -> MLP:
+    return MLP(num_classes, mean=mean, std=std, **kw)
 
 
 @register_model("mlp-300", family="neural",
                 description="LeCun's 2-layer net: 784-300-10 (his table: 4.7% error).",
                 reference="LeCun et al. 1998, table of results on MNIST",
                 defaults={"epochs": 10, "batch_size": 64, "optimizer": "adam", "lr": 2e-3, "schedule": "onecycle"})
-def mlp_300(num_classes: int = 10, **kw) -> MLP:
-    return MLP(num_classes, hidden=(300,), **kw)
+def mlp_300(num_classes: int = 10, mean: float = MEAN, std: float = STD, **kw) -> MLP:
+    return MLP(num_classes, hidden=(300,), mean=mean, std=std, **kw)

@@ -1,16 +1,21 @@
 """Models are found by name: `@register_model` on a factory, `create_model(name)`, `list_models("cnn*")`.
 
 Each entry records what a user needs to choose: family, a one-line description, the reference it
-reproduces, and the training settings that suit it (used as defaults by `mnistlab train`).
+reproduces, and the training settings that suit it (used as defaults by `mnistlab train`). Beside the zoo: the
+models installed packages publish (entry points) and any model named by reference, FILE.py:NAME or
+package.module:NAME (mnistlab/models/reference.py).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mnistlab.errors import MnistlabError, UnknownName
+
+log = logging.getLogger("mnistlab")
 
 FAMILIES = ("neural", "classical")  # an ensemble is a kind of run (mnistlab/run.py), not a model
 
@@ -23,9 +28,12 @@ class ModelInfo:
     description: str
     reference: str
     defaults: dict = field(default_factory=dict)  # training settings that suit this model
+    origin: dict | None = None  # where a model not of the zoo came from (reference.Origin); None for the zoo
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+_RESOLVED: dict[str, ModelInfo] = {}  # references and entry points, resolved once per process
+_PLUGINS: dict[str, ModelInfo] | None = None  # the entry points, loaded on first need
 
 
 def register_model(name: str, *, family: str, description: str, reference: str = "", defaults: dict | None = None):
@@ -47,28 +55,52 @@ def _ensure_loaded() -> None:
     from mnistlab.models import classical, cnn, mlp, resnet, simple, speed  # noqa: F401
 
 
-def get_model_info(name: str) -> ModelInfo:
+def plugins() -> dict[str, ModelInfo]:
+    """The models of installed packages (entry-point group `mnistlab.models`), except any named like a zoo model."""
+    global _PLUGINS
+    if _PLUGINS is None:
+        _ensure_loaded()
+        from mnistlab.models.reference import entry_point_models
+
+        found = entry_point_models()
+        for name in sorted(set(found) & set(_REGISTRY)):
+            log.warning("model %r of %s is named like a zoo model and is not used; its package must rename it", name,
+                        found.pop(name).origin.get("distribution"))
+        _PLUGINS = found
+    return _PLUGINS
+
+
+def get_model_info(name) -> ModelInfo:
+    """A zoo model, an installed package's, or one named by reference (FILE.py:NAME, package.module:NAME)."""
+    from mnistlab.models import reference
+
     _ensure_loaded()
-    if name not in _REGISTRY:
-        raise UnknownName("model", name, _REGISTRY)
-    return _REGISTRY[name]
+    if not isinstance(name, str):  # a class or factory handed to the Python API
+        name = reference.reference_of(name)
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if reference.is_reference(name):
+        if name not in _RESOLVED:
+            _RESOLVED[name] = reference.resolve(name)
+        return _RESOLVED[name]
+    if name in plugins():
+        return plugins()[name]
+    raise UnknownName("model", name, [*_REGISTRY, *plugins()])
 
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
-    """Names of registered models matching a glob pattern (e.g. "cnn*"), optionally of one family."""
+    """Names of the zoo's and installed packages' models matching a glob pattern (e.g. "cnn*"), optionally of one family."""
     _ensure_loaded()
-    return [n for n, info in _REGISTRY.items() if fnmatch.fnmatch(n, pattern) and (family is None or info.family == family)]
+    every = {**_REGISTRY, **plugins()}
+    return [n for n, info in every.items() if fnmatch.fnmatch(n, pattern) and (family is None or info.family == family)]
 
 
-def create_model(name: str, num_classes: int = 10, **kwargs):
-    """Build a fresh, untrained model: an `nn.Module` (neural) or a scikit-learn estimator (classical)."""
+def create_model(name, num_classes: int = 10, **kwargs):
+    """Build a fresh, untrained model: an `nn.Module` (neural) or a scikit-learn estimator (classical). The dataset's
+    `mean` and `std`, when given, reach only a factory that names them."""
+    from mnistlab.models.reference import call_factory
+
     info = get_model_info(name)
     if num_classes < 2:
         raise MnistlabError(f"num_classes must be at least 2, got {num_classes}")
-    try:
-        return info.factory(num_classes=num_classes, **kwargs)
-    except TypeError as exc:
-        raise MnistlabError(f"model {name!r} does not take these settings: {exc}") from None
-    except ValueError as exc:
-        settings = {k: v for k, v in kwargs.items() if k not in ("mean", "std")}  # the ones a user gives
-        raise MnistlabError(f"model {name!r} cannot be built with {settings}: {exc}") from None
+    return call_factory(info.factory, num_classes, kwargs, info.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mnistlab.models.base import Net
+from mnistlab.models.base import MEAN, STD, Net
 from mnistlab.models.cnn import conv_bn
 from mnistlab.models.registry import register_model
 
@@ -47,5 +47,5 @@ class ResNet(Net):
                 reference="He et al. 2016 (ResNet); best published MNIST single model 99.83%",
                 defaults={"epochs": 20, "batch_size": 128, "optimizer": "adamw", "lr": 4e-3, "schedule": "onecycle",
                           "weight_decay": 5e-4, "augment": "strong", "label_smoothing": 0.1})
-def resnet(num_classes: int = 10, **kw) -> ResNet:
-    return ResNet(num_classes, **kw)
+def resnet(num_classes: int = 10, mean: float = MEAN, std: float = STD, **kw) -> ResNet:
+    return ResNet(num_classes, mean=mean, std=std, **kw)

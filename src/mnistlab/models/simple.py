@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mnistlab.models.base import Net
+from mnistlab.models.base import MEAN, STD, Net
 from mnistlab.models.registry import register_model
 
 # the published layouts: kernel size -> channels of each layer (M3, M5, M7)
@@ -41,5 +41,5 @@ class SimpleCNN(Net):
                 # shifts of 20%) on a one-cycle schedule of 15 epochs instead of a 0.98 decay over 150
                 defaults={"epochs": 15, "batch_size": 120, "optimizer": "adam", "lr": 1e-3, "schedule": "onecycle",
                           "ema": 0.999, "augment": "rotate=20,shift=0.2"})
-def simplecnn(num_classes: int = 10, **kw) -> SimpleCNN:
-    return SimpleCNN(num_classes, **kw)
+def simplecnn(num_classes: int = 10, mean: float = MEAN, std: float = STD, **kw) -> SimpleCNN:
+    return SimpleCNN(num_classes, mean=mean, std=std, **kw)

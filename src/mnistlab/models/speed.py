@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mnistlab.models.base import Net
+from mnistlab.models.base import MEAN, STD, Net
 from mnistlab.models.registry import register_model
 
 
@@ -39,5 +39,5 @@ class SpeedNet(Net):
                 reference="after the published 1-epoch MNIST speed recipe (5x5/3x3 conv net, Adam + OneCycle, batch 256)",
                 defaults={"epochs": 1, "batch_size": 128, "optimizer": "adam", "lr": 4e-3, "schedule": "onecycle",
                           "label_smoothing": 0.1})
-def speednet(num_classes: int = 10, **kw) -> SpeedNet:
-    return SpeedNet(num_classes, **kw)
+def speednet(num_classes: int = 10, mean: float = MEAN, std: float = STD, **kw) -> SpeedNet:
+    return SpeedNet(num_classes, mean=mean, std=std, **kw)

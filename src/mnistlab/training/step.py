@@ -16,6 +16,7 @@ device, so the loop never waits for the accelerator; `totals()` reads them.
 
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 
 import torch
@@ -24,6 +25,8 @@ import torch.nn.functional as F
 from mnistlab.training.augment import Augment, mix_batch
 from mnistlab.training.averaging import WeightAverage
 from mnistlab.training.engine import Engine
+
+log = logging.getLogger("mnistlab")
 
 
 class EagerStep:
@@ -121,6 +124,7 @@ class GraphStep(EagerStep):
         self.static_x = torch.zeros(batch_size, 1, 28, 28, device=dev)
         self.static_y = torch.zeros(batch_size, dtype=torch.long, device=dev)
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.eager = False  # the capture failed: every step runs eagerly
         self._warm = 0
 
     def _set_lr(self, lr: float) -> None:
@@ -128,14 +132,28 @@ class GraphStep(EagerStep):
             g["lr"].fill_(lr)
 
     def _capture(self) -> None:
-        self.graph = torch.cuda.CUDAGraph()
+        """Capture one step; a net that cannot be captured (it syncs with the host, changes shape with its input...)
+        falls back to the eager step, said in one line."""
+        graph = torch.cuda.CUDAGraph()
         self.opt.zero_grad(set_to_none=True)  # the graph allocates the gradients from its own pool
-        with torch.cuda.graph(self.graph):
-            loss, correct = self._compute(self.static_x, self.static_y, None)
-            self._loss += loss
-            self._correct += correct
+        try:
+            with torch.cuda.graph(graph):
+                loss, correct = self._compute(self.static_x, self.static_y, None)
+                self._loss += loss
+                self._correct += correct
+        except Exception as exc:
+            torch.cuda.synchronize()
+            self.opt.zero_grad(set_to_none=True)
+            self.eager = True
+            log.warning("this net cannot be captured in a CUDA graph (%s: %s); training on with the eager step",
+                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            return
+        self.graph = graph
 
     def __call__(self, x, y, lr: float, gen: torch.Generator | None = None) -> None:
+        if self.eager:
+            super().__call__(x, y, lr, None)
+            return
         if len(y) != self.batch_size:
             super().__call__(x, y, lr, None)
             return
@@ -153,6 +171,9 @@ class GraphStep(EagerStep):
             return
         if self.graph is None:
             self._capture()
+            if self.eager:
+                super().__call__(x, y, lr, None)
+                return
         self.static_x.copy_(x)
         self.static_y.copy_(y)
         self.graph.replay()

@@ -154,14 +154,32 @@ def _check_settings(cfg: TrainConfig, procs: Processes):
     if procs.active:
         check_batch(procs, cfg.batch_size)
     device = _engine(cfg, procs).device  # a device, precision or step this machine cannot run fails here, before the run folder
-    if cfg.model_args:  # and so do model settings the net cannot take (built on the meta device: no weights)
-        import torch
-
-        with torch.device("meta"):
-            build_net({**cfg.to_dict(), "classes": list(spec.classes)})
+    _try_net(cfg, spec, device)  # and so does a net that cannot be built, run there, or answers in the wrong shape
     if cfg.tensorboard:
         tensorboard.check_available()
     return spec, device
+
+
+def _try_net(cfg: TrainConfig, spec, device) -> None:
+    """Build the net and put one batch of two images through it, forward and backward, on the device it trains on."""
+    import torch
+
+    from mnistlab.models.reference import one_line
+
+    net, n = build_net({**cfg.to_dict(), "classes": list(spec.classes)}), spec.num_classes
+    if cfg.freeze == "backbone" and not isinstance(getattr(net, "features", None), torch.nn.Module):
+        raise InvalidArgument(f"--freeze backbone keeps a net's .features; model {cfg.model!r} has none (mnistlab's Net has)")
+    try:
+        logits = net.to(device).train()(torch.rand(2, 1, 28, 28, device=device))
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        if shape != (2, n):
+            raise InvalidArgument(f"model {cfg.model!r} answers a batch of 2 images with {shape}; {spec.name} has {n} classes, "
+                                  f"so it must return logits of shape (2, {n})")
+        logits.float().sum().backward()
+    except MnistlabError:
+        raise
+    except Exception as exc:
+        raise InvalidArgument(f"model {cfg.model!r} fails on a batch of 2 images on {device}: {one_line(exc)}") from None
 
 
 def _engine(cfg: TrainConfig, procs: Processes) -> Engine:
