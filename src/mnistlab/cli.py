@@ -303,6 +303,7 @@ def ensemble_cmd(runs: list[Path] = typer.Argument(None, help="Two or more run f
                  recipe: Optional[str] = typer.Option(None, "--recipe", help="Train the members first: a preset, e.g. best-mnist."),
                  members: int = typer.Option(3, "--members", help="With --recipe: how many members (seeds 0, 1, ...)."),
                  device: Optional[str] = typer.Option(None, help="With --recipe: auto, cpu, cuda or mps."),
+                 model: Optional[str] = typer.Option(None, "--model", help="With --recipe: train this model (yours: FILE.py:NAME) by the recipe."),
                  out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder for the ensemble (with --recipe: its members too)."),
                  quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
                  data_dir: Optional[Path] = DataDir):
@@ -311,13 +312,13 @@ def ensemble_cmd(runs: list[Path] = typer.Argument(None, help="Two or more run f
     from mnistlab.training.ensemble import make_ensemble, train_ensemble
 
     if recipe is None:
-        if device is not None:
-            raise MnistlabError("--device is for training the members of --recipe; runs already trained need none")
+        if device is not None or model is not None:
+            raise MnistlabError("--device and --model are for training the members of --recipe; runs already trained need none")
         run = make_ensemble(runs or [], out=out_dir, data_dir=data_dir)
     elif runs:
         raise MnistlabError("give run folders or --recipe NAME, not both")
     else:
-        run = train_ensemble(recipe, members, out=out_dir, device=device, progress=not quiet, data_dir=data_dir)
+        run = train_ensemble(recipe, members, out=out_dir, device=device, progress=not quiet, data_dir=data_dir, model=model)
     m = run.metrics
     out.print(f"run folder: {run.path}  ({len(m['members'])} members: "
               + ", ".join(f"{x['test_accuracy']:.4f}" for x in m["members"]) + ")")
@@ -363,22 +364,48 @@ def report_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finish
 
 @app.command("compare")
 def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
+                dataset: Optional[str] = typer.Option(None, help="Judge every run on this dataset instead of its own test set (e.g. qmnist)."),
+                split: str = typer.Option("test", help="With --dataset, or alone: test, held-out; qmnist also test10k, test50k."),
                 plot: Optional[Path] = typer.Option(None, "--plot", help="PNG of their test accuracy per epoch."),
-                as_json: bool = typer.Option(False, "--json")):
-    """A side-by-side table of runs (and one plot of their learning curves)."""
-    from mnistlab.evaluate.compare import COLUMNS, compare_runs
+                as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir):
+    """Runs side by side, and whether their differences are real: 95% intervals, the exact McNemar test per pair
+    (Holm-adjusted when there are several), seeds of one recipe as mean ± std with Welch's test between recipes."""
+    from mnistlab.evaluate.compare import compare_runs
 
-    rows = compare_runs(runs, plot)
+    res = compare_runs(runs, plot, dataset=dataset, split=split, data_dir=data_dir)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(res, indent=2))
         return
-    table = Table(*COLUMNS, box=None)
-    for r in rows:
-        table.add_row(*("-" if r[c] is None else f"{r[c]:.4f}" if c.startswith("test_") and c != "test_images_per_second"
-                        else f"{r[c]:,.0f}" if isinstance(r[c], (int, float)) else str(r[c]) for c in COLUMNS))
-    out.print(table)
+    _print_compare(res)
     if plot:
         out.print(f"plot: {plot}")
+
+
+def _print_compare(res: dict) -> None:
+    from mnistlab.models.reference import label
+
+    def pct(v):
+        return "-" if v is None else f"{v:.2%}"
+
+    table = Table("run", "model", "on", "accuracy", "95% interval", "errors", "loss", "train s", "params", box=None)
+    for r in res["rows"]:
+        table.add_row(r["run"], label(r["model"]), f"{r['dataset']} {r['split']} ({r['n']:,})", pct(r["accuracy"]),
+                      f"{r['interval'][0]:.2%} - {r['interval'][1]:.2%}", f"{r['n'] - r['correct']:,}", f"{r['loss']:.4f}",
+                      "-" if r["train_seconds"] is None else f"{r['train_seconds']:,.1f}", "-" if not r["params"] else f"{r['params']:,}")
+    out.print(table)
+    if res["pairs"]:
+        pairs = Table("A", "B", "only A right", "only B right", "A - B", "95% interval", "McNemar p", "Holm p", "difference", box=None)
+        for p in res["pairs"]:
+            lo, hi = p["difference_interval"]
+            pairs.add_row(p["a"], p["b"], str(p["a_only_right"]), str(p["b_only_right"]), f"{p['difference']:+.2%}",
+                          f"{lo:+.2%} to {hi:+.2%}", f"{p['p_value']:.3g}", f"{p['p_holm']:.3g}", p["verdict"])
+        out.print(pairs)
+    for g in res["groups"]:
+        out.print(f"{label(g['model'])} over {g['seeds']} seeds: {g['mean']:.2%} ± {g['std']:.2%} "
+                  f"(95% interval of the mean {g['interval'][0]:.2%} - {g['interval'][1]:.2%})", markup=False, highlight=False)
+    for p in res["group_pairs"]:
+        out.print(f"{label(p['a'])} - {label(p['b'])} over seeds: {p['difference']:+.2%}, Welch p {p['p_value']:.3g} "
+                  f"(Holm {p['p_holm']:.3g}): {p['verdict']}", markup=False, highlight=False)
 
 
 @app.command("bench")

@@ -196,5 +196,8 @@ def resolve_config(settings: dict | None = None, config_file: str | Path | None 
     if config_file and "model" not in explicit:  # a file named in a config file is found beside it
         model = beside(model, Path(config_file).parent)
     info = get_model_info(model)  # a reference resolves to its full name: /abs/path/file.py:NAME
-    values = {**info.defaults, **PRESETS.get(preset, {}), **merged, "model": info.name}
+    recipe = dict(PRESETS.get(preset, {}))
+    if recipe.get("model", info.name) != info.name:  # a recipe trained on another model: its model's settings stay behind
+        recipe.pop("model_args", None)
+    values = {**info.defaults, **recipe, **merged, "model": info.name}
     return TrainConfig(**values).validate()

@@ -7,6 +7,7 @@ from mnistlab.bench import run_bench
 from mnistlab.bench.leaderboard import plan
 from mnistlab.cli import invoke as cli
 from mnistlab.errors import InvalidArgument, UnknownName
+from mnistlab.evaluate.compare import compare_runs
 
 
 @pytest.mark.realdata
@@ -37,6 +38,14 @@ def test_tiny_grid_end_to_end(real_home, tmp_path, monkeypatch):
     md = (tmp_path / "b" / "bench.md").read_text()
     assert "| mnist | mlp (epochs=1, train_subset=1000) |" in md and "±" in md and "about 98%" in md
     assert "some runs failed: RuntimeError" in md
+    # each row against the best, by the test: logreg has one seed, so the two rows' first runs are compared by McNemar,
+    # as `mnistlab compare` compares those two runs
+    best, other = sorted(rows.values(), key=lambda r: r["accuracy_mean"], reverse=True)
+    assert best["vs_best"] == {"best": True} and other["vs_best"]["test"] == "mcnemar"
+    pair = compare_runs([best["runs"][0], other["runs"][0]], data_dir=real_home)["pairs"][0]
+    assert other["vs_best"]["p_value"] == pytest.approx(pair["p_value"]) and other["vs_best"]["verdict"] == pair["verdict"]
+    assert rows["mlp"]["accuracy_low"] < rows["mlp"]["accuracy_mean"] < rows["mlp"]["accuracy_high"]
+    assert "| best |" in md and ("worse, real (mcnemar p" in md or "tie (mcnemar p" in md)
 
 
 def test_unknown_names_fail_before_anything_runs(tmp_path, capsys):

@@ -146,8 +146,25 @@ def test_compare(tiny_runs, tmp_path, capsys):
     plot = tmp_path / "cmp.png"
     assert cli(["compare", str(tiny_runs[0].path), str(tiny_runs[1].path), "--plot", str(plot)]) == 0
     out = capsys.readouterr().out
-    assert "mlp" in out and "logreg" in out
+    assert "mlp" in out and "logreg" in out and "McNemar p" in out
     _png_ok(plot.read_bytes())
+    assert cli(["compare", str(tiny_runs[0].path), str(tiny_runs[1].path), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    a, b = (np.load(r.path / "test_probs.npy").argmax(1) for r in tiny_runs)
+    labels = mnistlab_test_labels()
+    pair = res["pairs"][0]
+    assert (pair["a_only_right"], pair["b_only_right"]) == (int(((a == labels) & (b != labels)).sum()),
+                                                            int(((a != labels) & (b == labels)).sum()))
+    assert [r["accuracy"] for r in res["rows"]] == [pytest.approx(r.metrics["test_accuracy"]) for r in tiny_runs]
+    assert all(r["interval"][0] < r["accuracy"] < r["interval"][1] for r in res["rows"])
+    assert res["groups"] == []  # an mlp and a logreg: two recipes, not seeds of one
+
+
+def mnistlab_test_labels():
+    from mnistlab.data import load_dataset
+    from tests.conftest import REAL_HOME
+
+    return load_dataset("mnist", "test", data_dir=REAL_HOME).labels
 
 
 def test_broken_run_folders(tiny_runs, real_home, tmp_path, capsys):

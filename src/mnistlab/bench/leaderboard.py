@@ -1,5 +1,6 @@
 """`mnistlab bench`: train and evaluate a grid of models x datasets, one row per pair, with the
-published reference beside it. A failing row is recorded and the sweep goes on."""
+published reference beside it, and each row tested against its dataset's best (mnistlab/evaluate/stats.py).
+A failing row is recorded and the sweep goes on. Any model goes in, your own too: --model FILE.py:NAME."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mnistlab.data import get_spec
 from mnistlab.errors import InvalidArgument, MnistlabError
 from mnistlab.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
 from mnistlab.models import get_model_info
+from mnistlab.models.reference import label
 from mnistlab.run import versions
 
 CLASSIC = ["logreg", "linear-svm", "rbf-svm-approx", "knn", "random-forest", "mlp", "mlp-300", "cnn", "lenet5"]
@@ -27,8 +29,8 @@ SUITES: dict[str, list[tuple[str, dict]]] = {
     # speed: the default model (the speedrun recipe) and the guides' CNN, with Run.predict timed on the test set
     "speed": [("speednet", {"preset": "speedrun"}), ("cnn", {})],
 }
-COLUMNS = ["dataset", "model", "settings", "seeds", "accuracy_mean", "accuracy_std", "train_seconds", "images_per_second",
-           "params", "macs", "reference", "reference_accuracy", "status"]
+COLUMNS = ["dataset", "model", "settings", "seeds", "accuracy_mean", "accuracy_std", "accuracy_low", "accuracy_high", "vs_best",
+           "train_seconds", "images_per_second", "params", "macs", "reference", "reference_accuracy", "status"]
 
 
 def plan(suite: str, datasets: list[str] | None, models: list[str] | None) -> list[tuple[str, str, dict]]:
@@ -60,13 +62,14 @@ def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: l
         task = bar.add_task("bench", total=len(cells) * seeds) if bar else None
         for dataset, model, cell_settings in cells:
             kw = {**cell_settings, **(settings or {})}
-            accs, secs, ips, errors, last = [], [], [], [], None
+            accs, secs, ips, errors, last, paths = [], [], [], [], None, []
             for seed in range(seeds):
                 if bar:
                     bar.update(task, description=f"{model} on {dataset} (seed {seed})")
                 try:
-                    last = train(model, dataset, out=out / "runs" / f"{dataset}-{model}-s{seed}", seed=seed,
+                    last = train(model, dataset, out=out / "runs" / f"{dataset}-{label(model)}-s{seed}", seed=seed,
                                  data_dir=data_dir, **kw)
+                    paths.append(str(last.path))
                     m = last.metrics
                     accs.append(m["test_accuracy"])
                     secs.append(m["train_seconds"])
@@ -82,13 +85,14 @@ def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: l
                 "dataset": dataset, "model": model, "settings": kw, "seeds": len(accs),
                 "accuracy_mean": statistics.fmean(accs) if accs else None,
                 "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0 if accs else None,
-                "accuracy_all": accs, "train_seconds": statistics.fmean(secs) if secs else None,
+                "accuracy_all": accs, "runs": paths, "train_seconds": statistics.fmean(secs) if secs else None,
                 "images_per_second": statistics.fmean(ips) if ips else None,
                 "params": last.metrics.get("params") if last else None, "macs": last.metrics.get("macs") if last else None,
                 "references": refs, "reference": "; ".join(r["description"] for r in refs),
                 "reference_accuracy": max((r["accuracy"] for r in refs), default=None),
                 "status": "ok" if not errors else ("failed: " + errors[0])[:300],
             })
+    mark_differences(rows, data_dir)
     result = {"suite": suite, "seeds": seeds, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows,
               "versions": versions()}
     atomic_write_json(out / "bench.json", result)
@@ -100,6 +104,39 @@ def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: l
         atomic_write_bytes(out / "bench.png", plots.to_png(plots.accuracy_vs_time(rows)))
     result["out"] = str(out)
     return result
+
+
+def mark_differences(rows: list[dict], data_dir=None) -> None:
+    """Each row's interval, and its difference from its dataset's best row tested: Welch's test over seeds where both
+    have two or more, else the exact McNemar test on their first runs' test predictions; Holm-adjusted per dataset."""
+    from mnistlab.data import load_dataset
+    from mnistlab.evaluate import stats
+    from mnistlab.run import Run
+
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        done = [r for r in rows if r["dataset"] == dataset and r["accuracy_mean"] is not None]
+        if not done:
+            continue
+        labels = load_dataset(dataset, "test", data_dir=data_dir).labels
+        right = {id(r): Run(r["runs"][0]).test_probs().argmax(1) == labels for r in done}
+        for r in done:
+            low, high = (stats.over_seeds(r["accuracy_all"])["interval"] if len(r["accuracy_all"]) > 1
+                         else stats.accuracy_interval(int(right[id(r)].sum()), len(labels)))
+            r["accuracy_low"], r["accuracy_high"] = low, high
+        best = max(done, key=lambda r: r["accuracy_mean"])
+        tests = []
+        for r in done:
+            if r is best:
+                r["vs_best"] = {"best": True}
+                continue
+            if len(r["accuracy_all"]) > 1 and len(best["accuracy_all"]) > 1:
+                test = {"test": "welch", "p_value": stats.welch(best["accuracy_all"], r["accuracy_all"])}
+            else:
+                test = {"test": "mcnemar", **stats.mcnemar(right[id(best)], right[id(r)])}
+            r["vs_best"] = {"best": False, "against": best["model"], **test}
+            tests.append(r["vs_best"])
+        for test, p in zip(tests, stats.holm([t["p_value"] for t in tests])):
+            test["p_holm"], test["verdict"] = p, stats.verdict(p)
 
 
 def _predict_speed(run, data_dir, repeats: int = 3) -> float:
@@ -121,13 +158,13 @@ def _csv(rows: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({**r, "settings": json.dumps(r["settings"], sort_keys=True)})
+        w.writerow({**r, "settings": json.dumps(r["settings"], sort_keys=True), "vs_best": _against(r.get("vs_best"))})
     return buf.getvalue()
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| dataset | model | test accuracy | train s | predict img/s | params | published reference |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| dataset | model | test accuracy | 95% interval | against the best | train s | predict img/s | params | published reference |",
+             "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |"]
     for r in rows:
         if r["accuracy_mean"] is None:
             acc = r["status"]
@@ -137,10 +174,21 @@ def markdown(rows: list[dict]) -> str:
                 acc += f" (some runs {r['status'][:80]})"
         refs = "; ".join(f"{x['description']} ({x['accuracy']:.2%})" for x in r["references"]) or "-"
         settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
-        model = r["model"] + (f" ({settings})" if settings else "")
-        lines.append(f"| {r['dataset']} | {model} | {acc} | {_n(r['train_seconds'], 1)} | {_n(r['images_per_second'], 0)} | "
-                     f"{_n(r['params'], 0)} | {refs} |")
+        model = label(r["model"]) + (f" ({settings})" if settings else "")
+        interval = f"{r['accuracy_low']:.2%} - {r['accuracy_high']:.2%}" if r.get("accuracy_low") is not None else "-"
+        lines.append(f"| {r['dataset']} | {model} | {acc} | {interval} | {_against(r.get('vs_best'))} | {_n(r['train_seconds'], 1)} | "
+                     f"{_n(r['images_per_second'], 0)} | {_n(r['params'], 0)} | {refs} |")
     return "\n".join(lines) + "\n"
+
+
+def _against(vs: dict | None) -> str:
+    """best; or the test's verdict on the difference from the best row: real, or not shown (a tie by the test)."""
+    if not vs:
+        return "-"
+    if vs["best"]:
+        return "best"
+    p = f"{vs['test']} p {vs['p_holm']:.2g}"
+    return f"worse, real ({p})" if vs["verdict"] == "real" else f"tie ({p})"
 
 
 def _n(v, digits: int) -> str:

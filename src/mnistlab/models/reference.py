@@ -29,6 +29,7 @@ OFFERED = ("mean", "std", "seed")  # what mnistlab hands a factory that names it
 
 _FILES: dict[str, tuple[str, object]] = {}  # an imported file's path -> (its sha256 then, its module)
 _OBJECTS: dict[str, object] = {}  # reference -> an object handed to mnistlab.train in this process
+_INFOS: dict[tuple, object] = {}  # (reference, the file's sha256) -> its ModelInfo, resolved once per version
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,15 @@ def resolve(reference: str):
             raise ModelSourceError(f"no such file: {where} (model {reference!r}); give FILE.py:NAME with a path from the "
                                    "current folder, or an absolute one")
         ref = f"{path}:{qualname}"
-        obj = _OBJECTS.get(ref) or _attribute(_import_file(path), qualname, str(path))
-        return describe(obj, qualname, "file", ref, path)
-    obj = _OBJECTS.get(reference) or _attribute(_import_module(where), qualname, f"module {where}")
-    return describe(obj, qualname, "module", reference, _file_of(obj))
+        key = (ref, file_sha256(path))  # a file edited in this process is imported again
+        if key not in _INFOS:
+            obj = _OBJECTS.get(ref) or _attribute(_import_file(path), qualname, str(path))
+            _INFOS[key] = describe(obj, qualname, "file", ref, path)
+        return _INFOS[key]
+    if (reference, None) not in _INFOS:
+        obj = _OBJECTS.get(reference) or _attribute(_import_module(where), qualname, f"module {where}")
+        _INFOS[reference, None] = describe(obj, qualname, "module", reference, _file_of(obj))
+    return _INFOS[reference, None]
 
 
 def describe(obj, name: str, kind: str, reference: str, file: Path | None, **extra):
@@ -121,7 +127,9 @@ def family_of(obj, reference: str) -> str:
         if _is_estimator(obj):
             return "classical"
     elif callable(obj):
-        made = call_factory(obj, 10, {}, reference)  # a factory: what it builds says what it is
+        from mnistlab.models.base import MEAN, STD
+
+        made = call_factory(obj, 10, {"mean": MEAN, "std": STD, "seed": 0}, reference)  # what it builds says what it is
         if isinstance(made, nn.Module):
             return "neural"
         if _is_estimator(made):

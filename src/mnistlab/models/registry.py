@@ -32,7 +32,6 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
-_RESOLVED: dict[str, ModelInfo] = {}  # references and entry points, resolved once per process
 _PLUGINS: dict[str, ModelInfo] | None = None  # the entry points, loaded on first need
 
 
@@ -80,9 +79,7 @@ def get_model_info(name) -> ModelInfo:
     if name in _REGISTRY:
         return _REGISTRY[name]
     if reference.is_reference(name):
-        if name not in _RESOLVED:
-            _RESOLVED[name] = reference.resolve(name)
-        return _RESOLVED[name]
+        return reference.resolve(name)
     if name in plugins():
         return plugins()[name]
     raise UnknownName("model", name, [*_REGISTRY, *plugins()])

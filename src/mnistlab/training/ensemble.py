@@ -27,10 +27,11 @@ def make_ensemble(paths: list[str | Path], out: str | Path | None = None, data_d
 
 
 def train_ensemble(recipe: str, members: int, out: str | Path | None = None, device: str | None = None,
-                   progress: bool = False, data_dir=None) -> Run:
+                   progress: bool = False, data_dir=None, model: str | None = None) -> Run:
     """Train `members` runs of the preset `recipe` with seeds 0, 1, ... into OUT/members/seed-K, then write the
     ensemble into OUT (default runs/ensemble-RECIPE-xN). Given again, it reuses the finished members and
-    resumes an interrupted one from its last epoch; a second process on the same folder is refused."""
+    resumes an interrupted one from its last epoch; a second process on the same folder is refused. `model`: another
+    model (yours: FILE.py:NAME) trained by the recipe in place of its own."""
     from mnistlab.config import PRESETS
     from mnistlab.training.trainer import train
 
@@ -48,21 +49,21 @@ def train_ensemble(recipe: str, members: int, out: str | Path | None = None, dev
         for seed in range(members):
             folder = root / "members" / f"seed-{seed}"
             if (folder / "config.json").exists():
-                _check_member(Run(folder), recipe, seed)
+                _check_member(Run(folder), recipe, seed, model)
                 run = train(resume=folder, progress=progress, data_dir=data_dir)  # a finished one comes back as it is
             else:
-                run = train(preset=recipe, seed=seed, device=device, out=ensure_dir(folder, RUN_HINT, RunError),
+                run = train(model, preset=recipe, seed=seed, device=device, out=ensure_dir(folder, RUN_HINT, RunError),
                             progress=progress, data_dir=data_dir)
             runs.append(run)
         return _write_ensemble(_members(runs), root, data_dir, recipe=recipe)
 
 
-def _check_member(run: Run, preset: str, seed: int) -> None:
+def _check_member(run: Run, preset: str, seed: int, model: str | None = None) -> None:
     """A run already in the folder is reused if it trained what the preset trains now, on this seed (whatever
     its command: `--preset` or the same settings spelled out)."""
     from mnistlab.config import resolve_config
 
-    now = asdict(resolve_config({"preset": preset, "seed": seed}))
+    now = asdict(resolve_config({"preset": preset, "seed": seed, "model": model}))
     changed = [f"{k} {run.config.get(k)!r}, now {now[k]!r}" for k in (*RECIPE_SETTINGS, "seed") if run.config.get(k) != now[k]]
     if changed:
         made_by = run.config.get("preset")
