@@ -1,6 +1,6 @@
 """Make docs/guide.ipynb from docs/guide.md, the one source of truth: prose becomes Markdown cells, ```python run```
 blocks Python cells, ```sh run``` blocks `%%bash` cells (which stop at the first failing command), a
-```toml file=NAME``` block a `%%writefile NAME` cell, and the pictures a block writes (`--out NAME.png`) are shown
+```toml file=NAME``` or ```python file=NAME``` block a `%%writefile NAME` cell, and the pictures a block writes (`--out NAME.png`) are shown
 in a cell after it. Blocks that cannot run stay in the prose. A block's `ci="ARGS"` is kept in the cell's
 metadata (`mnistlab.ci`), for the test suite's shorter run.
 
@@ -40,7 +40,7 @@ def blocks(text: str) -> list[dict]:
 
 def _code_cells(block: dict) -> list:
     lang, opts, body = block["lang"], block["opts"], block["body"].rstrip("\n")
-    if lang == "toml" and "file" in opts:
+    if lang in ("toml", "python") and "file" in opts:  # a file the guide writes (a config, a net of your own)
         return [nbformat.v4.new_code_cell(f"%%writefile {opts['file']}\n{body}")]
     if "run" not in opts:
         return []

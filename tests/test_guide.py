@@ -5,7 +5,8 @@ pictures the guide makes are the notebook's outputs. Its numbers come from BENCH
 
 Fences: ```sh run``` (bash), ```sh run ci="ARGS"``` (ARGS appended to each `mnistlab train` or
 `mnistlab sweep` line, so the suite stays fast; the guide says so in its text), ```python run```
-(one namespace for the whole guide: it is a notebook), ```toml file=NAME``` (written to NAME), and
+(one namespace for the whole guide: it is a notebook), ```toml file=NAME``` and ```python file=NAME``` (written to
+NAME), and
 ```sh norun="why"``` for a block that cannot run here (the reason is required).
 """
 
@@ -43,7 +44,7 @@ def test_every_code_block_is_runnable_or_says_why_not():
     found = blocks()
     for b in found:
         if b["lang"] in RUNNABLE:
-            assert "run" in b["opts"] or (isinstance(b["opts"].get("norun"), str) and len(b["opts"]["norun"]) > 10), \
+            assert "run" in b["opts"] or "file" in b["opts"] or (isinstance(b["opts"].get("norun"), str) and len(b["opts"]["norun"]) > 10), \
                 f"docs/guide.md:{b['line']}: a {b['lang']} block must be marked run or norun=\"reason\""
     runnable = [b for b in found if "run" in b["opts"]]
     assert len(runnable) >= 20 and sum(b["lang"] == "python" for b in runnable) >= 5

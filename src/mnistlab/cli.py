@@ -340,7 +340,8 @@ def evaluate_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run 
         print(json.dumps(ev, indent=2))
         return
     out.print(f"[bold]{ev['model']}[/bold] on {ev['dataset']} {ev['split']} ({ev['n']:,} images, {ev['source']})")
-    out.print(f"accuracy {ev['accuracy']:.4f}  errors {ev['errors']:,}  loss {ev['loss']:.4f}  "
+    low, high = ev["accuracy_interval"]
+    out.print(f"accuracy {ev['accuracy']:.4f} (95% interval {low:.4f} - {high:.4f})  errors {ev['errors']:,}  loss {ev['loss']:.4f}  "
               + "  ".join(f"top-{k} {v:.4f}" for k, v in ev["top_k_accuracy"].items() if k != "1")
               + f"  ECE {ev['ece']:.4f}  macro F1 {ev['macro_f1']:.4f}")
     table = Table("class", "precision", "recall", "F1", "support", box=None)

@@ -94,6 +94,67 @@ def test_evaluate_on_another_dataset_with_the_same_classes(tiny_runs, real_home,
         mnistlab.data.cache.DatasetCache(real_home, spec.name).clear()
 
 
+@pytest.fixture
+def qmnist_of_real_digits(tmp_path, home):
+    """QMNIST in its published format (gzipped IDX, labels an int32 table of 8 columns, class first) holding 60 real
+    MNIST test digits: 10 in test10k, 50 in test50k; imported into this test's own cache, the catalog's spec restored."""
+    import dataclasses
+    import gzip
+    import hashlib
+
+    from mnistlab.data import get_spec, import_files, load_dataset
+    from mnistlab.data.idx import write_idx
+    from tests.conftest import REAL_HOME
+
+    real = load_dataset("mnist", "test", data_dir=REAL_HOME)
+    images, labels = real.images[:60], real.labels[:60]
+    table = np.zeros((60, 8), np.int32)
+    table[:, 0], table[:, 2] = labels, np.arange(60) + 2000
+    original = get_spec("qmnist")
+    files, folder = [], tmp_path / "qmnist-files"
+    folder.mkdir()
+    for fs in original.files:
+        content = write_idx(images if fs.kind == "images" else table) if fs.split == "test" else write_idx(
+            real.images[:5] if fs.kind == "images" else table[:5])
+        blob = gzip.compress(content, mtime=0)
+        (folder / fs.name).write_bytes(blob)
+        files.append(dataclasses.replace(fs, md5=hashlib.md5(blob).hexdigest(), sha256=None))
+    spec = dataclasses.replace(original, files=tuple(files), sizes={"train": 5, "test": 60}, mirrors=(), packages=(),
+                               subsets={"test10k": ("test", 0, 10), "test50k": ("test", 10, 60)})
+    catalog.register_dataset(spec, replace=True)
+    try:
+        import_files(spec, folder)
+        yield labels[10:]
+    finally:
+        catalog.register_dataset(original, replace=True)
+
+
+def test_an_mnist_run_on_qmnist_test50k_with_statistics(tiny_runs, qmnist_of_real_digits, capsys):
+    from mnistlab.evaluate.stats import accuracy_interval
+
+    mlp, logreg = tiny_runs
+    assert cli(["evaluate", str(mlp.path), "--dataset", "qmnist", "--split", "test50k", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    predicted = mlp.predict(load_dataset_images("mnist")[10:60])
+    correct = int((predicted == qmnist_of_real_digits).sum())
+    assert ev["n"] == 50 and ev["accuracy"] == correct / 50 and ev["source"] == "predicted"
+    assert ev["accuracy_interval"] == pytest.approx(list(accuracy_interval(correct, 50)))
+    assert (mlp.path / "eval-qmnist-test50k.json").exists()
+    assert cli(["compare", str(mlp.path), str(logreg.path), "--dataset", "qmnist", "--split", "test50k", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [(r["dataset"], r["split"], r["n"]) for r in res["rows"]] == [("qmnist", "test50k", 50)] * 2
+    other = logreg.predict(load_dataset_images("mnist")[10:60]) == qmnist_of_real_digits
+    mine = predicted == qmnist_of_real_digits
+    assert (res["pairs"][0]["a_only_right"], res["pairs"][0]["b_only_right"]) == (int((mine & ~other).sum()), int((~mine & other).sum()))
+
+
+def load_dataset_images(name):
+    from mnistlab.data import load_dataset
+    from tests.conftest import REAL_HOME
+
+    return load_dataset(name, "test", data_dir=REAL_HOME).images
+
+
 def test_classes_that_do_not_match(tiny_runs, real_home):
     with pytest.raises(RunError, match="predicts 10 classes .* but fashion-mnist"):
         evaluate_run(tiny_runs[0], dataset="fashion-mnist", data_dir=real_home)

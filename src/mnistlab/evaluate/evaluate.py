@@ -11,6 +11,7 @@ import numpy as np
 from mnistlab.data import Dataset, DatasetSpec, get_spec, load_dataset
 from mnistlab.errors import RunError, UnknownName
 from mnistlab.evaluate.metrics import summarize
+from mnistlab.evaluate.stats import accuracy_interval
 from mnistlab.fileio import atomic_write_json
 from mnistlab.run import ENSEMBLE, Run
 
@@ -49,6 +50,7 @@ def evaluate_with_probs(run: Run, dataset: str | None = None, split: str = "test
                        "the run is from another version or did not finish")
     result = {"run": str(run.path), "model": run.config["model"], "dataset": spec.name, "split": split,
               "source": "test_probs.npy" if own_test else "predicted", **summarize(probs, np.asarray(ds.labels), list(spec.classes))}
+    result["accuracy_interval"] = list(accuracy_interval(result["n"] - result["errors"], result["n"]))  # 95%, exact
     if train_index is not None:  # a mistake's index says where it is in the training set
         for mistake in result["confident_mistakes"]:
             mistake["index"] = int(train_index[mistake["index"]])

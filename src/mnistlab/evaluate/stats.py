@@ -58,7 +58,7 @@ def holm(p_values: list[float]) -> list[float]:
 
 
 def over_seeds(values: list[float], level: float = LEVEL) -> dict:
-    """Mean, sample std and a t interval on the mean of one recipe's results over seeds."""
+    """Mean, sample std and a t interval on the mean of one recipe's accuracies over seeds (kept within [0, 1])."""
     from scipy.stats import t
 
     x = np.asarray(values, float)
@@ -66,7 +66,7 @@ def over_seeds(values: list[float], level: float = LEVEL) -> dict:
     mean = float(x.mean()) if k else math.nan
     std = float(x.std(ddof=1)) if k > 1 else 0.0
     half = float(t.ppf(0.5 + level / 2, k - 1)) * std / math.sqrt(k) if k > 1 else math.nan
-    return {"seeds": k, "mean": mean, "std": std, "interval": [mean - half, mean + half]}
+    return {"seeds": k, "mean": mean, "std": std, "interval": [max(0.0, mean - half), min(1.0, mean + half)]}
 
 
 def welch(a: list[float], b: list[float]) -> float:
