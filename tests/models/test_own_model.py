@@ -298,3 +298,11 @@ def test_a_recipe_trains_your_model(nets):
     assert cfg.model == f"{nets}:TinyNet" and cfg.model_args == {} and cfg.augment == "light"  # widths stay with speednet
     with pytest.raises(InvalidArgument, match="does not take the setting widths"):
         create_model(f"{nets}:TinyNet", widths=[1, 2, 3])
+
+
+def test_a_sweep_tunes_your_model(nets, real_home, tmp_path):
+    from mnistlab.sweep import run_sweep
+
+    res = run_sweep(f"{nets}:TinyNet", "mnist", 2, val_split=1000, final=False,
+                    out=tmp_path / "sweep", data_dir=real_home, extra={"train_subset": 2000, "device": "cpu"})
+    assert res["study"] == "TinyNet-mnist" and res["states"] == {"complete": 2} and res["best"]["val_accuracy"] > 0.5

@@ -164,3 +164,30 @@ def test_cuda_graph_step_trains_like_the_eager_step(monkeypatch):
     moved = torch.cat([(a - s).flatten() for a, s in zip(params_e, start)]).norm()
     apart = torch.cat([(a - b).flatten() for a, b in zip(params_e, params_g)]).norm()
     assert float(moved) > 0.5 and float(apart) < 0.05 * float(moved), (float(moved), float(apart))
+
+
+class _SyncsWithTheHost(torch.nn.Module):
+    """A net no CUDA graph can capture: its forward asks the host for a value (a sync, refused while capturing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(784, 10)
+
+    def forward(self, x):
+        scale = 1.0 + 0.0 * float(x.abs().max())  # .item() under the hood
+        return self.fc(x.flatten(1)) * scale
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_net_the_graph_cannot_capture_trains_on_eagerly(caplog):
+    gpu = torch.device("cuda")
+    torch.manual_seed(0)
+    net = _SyncsWithTheHost().to(gpu)
+    engine = Engine(gpu, "fp32", "cuda-graph")
+    step = make_step(net, make_optimizer("adam", net.parameters(), 1e-2, 0.0, engine), engine, batch_size=64,
+                     label_smoothing=0.0, augment=Augment())
+    for x, y in batches(10, bs=64):
+        step(x.to(gpu), y.to(gpu), 1e-2)
+    seen, loss, _ = step.totals()
+    assert step.eager and step.graph is None and seen == 640 and loss == loss  # every batch trained, the loss a number
+    assert [r.getMessage() for r in caplog.records if "cannot be captured" in r.getMessage()][:1]

@@ -359,9 +359,13 @@ def run_sweep(model: str, dataset: str = "mnist", trials: int = 20, *, space: Se
     if final_epochs is not None and final_epochs < 1:
         raise InvalidArgument(f"final epochs must be >= 1, got {final_epochs!r}")
     spec = get_spec(dataset)
+    from mnistlab.models import get_model_info
+    from mnistlab.models.reference import label
+
+    model = get_model_info(model).name  # a model of your own by its full reference, for workers started anywhere
     space = default_space(model) if space is None else space if isinstance(space, SearchSpace) else load_space(space)
     _check_settings(model, spec.name, space, extra or {})
-    study = study or f"{model}-{spec.name}"
+    study = study or f"{label(model)}-{spec.name}"
     out = Path(out) if out else Path("sweeps") / study
     ensure_dir(out / "trials", "pass --out to a writable folder")
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
