@@ -169,6 +169,10 @@ def test_every_command_rebuilds_it_in_a_fresh_process(published, nets, package, 
     assert predicted[0]["prediction"] == true
     exported = fresh(tmp_path, *m, "export", "runs/a", "--format", "onnx", env=env).stdout
     assert "max |difference| from PyTorch" in exported and (tmp_path / "runs/a/model.onnx").stat().st_size > 100_000
+    if not published:  # torch.export too, and the report (which predicts nothing: it reads the stored probabilities)
+        fresh(tmp_path, *m, "export", "runs/a", "--format", "pt2", env=env)
+        fresh(tmp_path, *m, "report", "runs/a", env=env)
+        assert (tmp_path / "runs/a/model.pt2").exists() and "TinyNet" in (tmp_path / "runs/a/report.md").read_text()
     served = json.loads(fresh(tmp_path, "-c", SERVE, "runs/a", "digit.png", env=env).stdout)
     assert served["prediction"] == true and len(served["probabilities"]) == 10
     fresh(tmp_path, *m, "ensemble", "runs/a", "runs/b", "--out", "runs/ens", env=env)
