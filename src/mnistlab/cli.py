@@ -449,6 +449,29 @@ def predict_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A train
         raise typer.Exit(1)
 
 
+@app.command("explain")
+def explain_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A trained neural run (or an ensemble)."),
+                images: list[Path] = typer.Argument(..., metavar="IMAGE...", help="PNG, JPEG, WebP or BMP files."),
+                out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for the sheets and explain.html (default RUN/explain)."),
+                member: Optional[int] = typer.Option(None, help="For an ensemble: explain this member (default: the mean of all)."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON: input, probabilities, layers, attributions.")):
+    """What the net saw, answered, computed layer by layer and looked at, for each picture (needs mnistlab[explain])."""
+    from mnistlab.explain import explain_images
+
+    results = explain_images(run_dir, images, out=out_dir, member=member)
+    if as_json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            if "error" in r:
+                err.print(f"{r['image']}: error: {r['error']}", markup=False, highlight=False, soft_wrap=True)
+            else:
+                out.print(f"{r['image']}: {r['prediction']} ({max(r['probabilities']):.1%}), {len(r['layers'])} layers -> {r['sheet']}",
+                          markup=False, highlight=False)
+    if any("error" in r for r in results):
+        raise typer.Exit(1)
+
+
 @app.command("export")
 def export_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A trained neural run."),
                fmt: str = typer.Option("onnx", "--format", help="onnx, pt2 (torch.export) or torchscript (deprecated by PyTorch)."),
