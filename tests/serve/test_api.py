@@ -54,20 +54,38 @@ def test_upload_and_base64(client):
     ({"content": b"raw", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data"),
     ({"json": {"image": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50).decode()}}, 415, "not an image"),
 ])
-def test_bad_requests_get_4xx(client, kwargs, status, words):
-    r = client.post("/api/predict", **kwargs)
+@pytest.mark.parametrize("path", ["/api/predict", "/api/explain"])
+def test_bad_requests_get_4xx(client, kwargs, status, words, path):
+    r = client.post(path, **kwargs)
     assert r.status_code == status, r.text
     assert words in r.json()["detail"]
     assert client.get("/api/models").status_code == 200, "the server is still alive"
 
 
-def test_blank_canvas_and_unknown_model(client):
+@pytest.mark.parametrize("path", ["/api/predict", "/api/explain"])
+def test_blank_canvas_and_unknown_model(client, path):
     buf = io.BytesIO()
     Image.new("L", (280, 280), 255).save(buf, format="PNG")
-    r = client.post("/api/predict", files={"file": ("blank.png", buf.getvalue(), "image/png")})
+    r = client.post(path, files={"file": ("blank.png", buf.getvalue(), "image/png")})
     assert r.status_code == 422 and "no digit found" in r.json()["detail"]
-    r = client.post("/api/predict?model=nope", files={"file": ("one.png", digit_png(), "image/png")})
+    r = client.post(f"{path}?model=nope", files={"file": ("one.png", digit_png(), "image/png")})
     assert r.status_code == 404 and "unknown model" in r.json()["detail"]
+
+
+def test_explain_answers_the_inside_view(client, mnist_run):
+    pytest.importorskip("captum")
+    predicted = client.post("/api/predict", files={"file": ("one.png", digit_png(), "image/png")}).json()
+    r = client.post("/api/explain", files={"file": ("one.png", digit_png(), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["prediction"] == predicted["prediction"] and body["probabilities"] == pytest.approx(predicted["probabilities"], abs=1e-5)
+    assert [(x["name"], x["shape"], len(x["values"])) for x in body["layers"]] == [("features.1", [128], 64), ("features.2", [128], 64),
+                                                                                ("head", [10], 10)]
+    assert body["attributions"]["saliency"].startswith("data:image/png;base64,") and body["attributions"]["grad_cam"] is None  # an mlp
+    every = client.post("/api/explain?methods=saliency,integrated_gradients,occlusion", files={"file": ("one.png", digit_png(), "image/png")})
+    assert set(every.json()["attributions"]) == {"saliency", "integrated_gradients", "occlusion"}
+    bad = client.post("/api/explain?methods=shap", files={"file": ("one.png", digit_png(), "image/png")})
+    assert bad.status_code == 422 and "unknown attribution 'shap'" in bad.json()["detail"]
 
 
 def test_model_picker_sees_other_runs(mnist_run, tmp_path, real_home):

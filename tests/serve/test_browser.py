@@ -33,6 +33,9 @@ def test_draw_a_digit_and_see_probabilities(server, tmp_path):
             page = browser.new_page(viewport={"width": 1100, "height": 560})
             page.goto(server)
             page.wait_for_selector("#model option", state="attached")
+            # before anything is drawn, "what the model sees" is an empty 28x28 field, not a broken image
+            for empty in ("#seen", "#overlay"):
+                assert page.evaluate(f"document.querySelector('{empty}').naturalWidth") == 28
             box = page.locator("#pad").bounding_box()
             x0, y0 = box["x"], box["y"]
             # a "7": the top bar, then the long diagonal
@@ -52,6 +55,14 @@ def test_draw_a_digit_and_see_probabilities(server, tmp_path):
             assert page.locator("#bars .bar.best").get_attribute("data-class") == answer  # the longest bar is the answer
             assert page.locator("#seen").get_attribute("src").startswith("data:image/png;base64,")
             assert page.locator("#status").inner_text() == ""
+            # the inside view follows once the drawing pauses: each layer of the net, and where it looks
+            page.wait_for_function("document.body.dataset.inside === 'yes' && document.querySelectorAll('#layers .layer').length > 0",
+                                   timeout=30000)
+            layers = page.locator("#layers .layer").evaluate_all("els => els.map(e => e.dataset.layer)")
+            assert layers == ["features.1", "features.2", "head"]  # the mlp: Linear, ReLU, its head (Flatten and Dropout not shown)
+            assert page.locator("#overlay").get_attribute("src").startswith("data:image/png;base64,")
+            assert page.evaluate("document.querySelector('#overlay').src") != page.evaluate("document.querySelector('#seen').src")
+            assert "3 layers" in page.locator("#inside-note").inner_text()
             # MNISTLAB_SCREENSHOT=docs/drawing-pad.png refreshes the README's picture
             shot = Path(os.environ.get("MNISTLAB_SCREENSHOT") or tmp_path / "pad.png")
             page.screenshot(path=str(shot))

@@ -22,14 +22,12 @@ def explain_images(run: Run | str | Path, images: list[str | Path | bytes], *, o
                    member: int | None = None, write: bool = True) -> list[dict]:
     """One result per picture (see the module docstring; {"image", "error"} for one that cannot be read); with
     `write`, a sheet per picture and explain.html in `out` (default RUN/explain)."""
-    import torch
-
     from mnistlab.explain import inside
     from mnistlab.serve.preprocess import to_mnist
 
     run = run if isinstance(run, Run) else Run(run)
     inside.captum()  # the extra is there, or one line now
-    predictor, nets, which = _what_to_explain(run, member)
+    predictor, nets, which = what_to_explain(run, member)
     out = Path(out) if out is not None else run.path / "explain"
     results, sections = [], []
     for k, src in enumerate(images):
@@ -39,15 +37,8 @@ def explain_images(run: Run | str | Path, images: list[str | Path | bytes], *, o
         except MnistlabError as exc:
             results.append({"image": name, "error": str(exc)})
             continue
-        x = torch.from_numpy(pre.image.astype(np.float32) / 255.0)[None, None]
-        probs = predictor.predict_proba(pre.image[None])[0]
-        target = int(probs.argmax())
-        _, layers = inside.activations(nets[0], x)
-        maps = [inside.attributions(net, x, target) for net in nets]
-        result = {"image": name, "input": _rounded(x[0, 0].numpy()), "prediction": run.classes[target], "class_index": target,
-                  "probabilities": [round(float(p), 6) for p in probs], "explained": which,
-                  "layers": [{k: v for k, v in layer.items() if k != "values"} for layer in layers],
-                  "attributions": {a: _mean([m[a] for m in maps]) for a in inside.ATTRIBUTIONS}}
+        result, layers = explain_digit(pre.image, predictor, nets, which, run.classes)
+        result = {"image": name, **result}
         if write:
             result["sheet"] = str(_write_sheet(result, pre.steps, layers, inside.first_filters(nets[0]), run.classes, out, k))
             sections.append(result)
@@ -57,7 +48,27 @@ def explain_images(run: Run | str | Path, images: list[str | Path | bytes], *, o
     return results
 
 
-def _what_to_explain(run: Run, member: int | None):
+def explain_digit(image: np.ndarray, predictor: Run, nets: list, which: str, classes: list[str],
+                  methods=None) -> tuple[dict, list[dict]]:
+    """One digit in MNIST's form (uint8 28x28): the JSON result, and the layers with their values (for pictures)."""
+    import torch
+
+    from mnistlab.explain import inside
+
+    methods = inside.ATTRIBUTIONS if methods is None else methods
+    x = torch.from_numpy(image.astype(np.float32) / 255.0)[None, None]
+    probs = predictor.predict_proba(image[None])[0]
+    target = int(probs.argmax())
+    _, layers = inside.activations(nets[0], x)
+    maps = [inside.attributions(net, x, target, methods) for net in nets]
+    result = {"input": _rounded(x[0, 0].numpy()), "prediction": classes[target], "class_index": target,
+              "probabilities": [round(float(p), 6) for p in probs], "explained": which,
+              "layers": [{k: v for k, v in layer.items() if k != "values"} for layer in layers],
+              "attributions": {a: _mean([m[a] for m in maps]) for a in methods}}
+    return result, layers
+
+
+def what_to_explain(run: Run, member: int | None = None):
     """The Run whose probabilities are shown, the nets whose insides are, and the words that say which."""
     if run.kind == ENSEMBLE:
         members = run.model

@@ -72,23 +72,27 @@ def activations(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[dic
     return logits, seen
 
 
-def attributions(net: nn.Module, x: torch.Tensor, target: int) -> dict[str, np.ndarray | None]:
+def attributions(net: nn.Module, x: torch.Tensor, target: int, methods=ATTRIBUTIONS) -> dict[str, np.ndarray | None]:
     """28x28 maps of how much each pixel counts for class `target`: |gradient| (saliency), integrated gradients from
     a blank image, occlusion by a 4x4 patch (stride 2), and Grad-CAM on the last convolutional block (None for nets without a Conv2d)."""
     attr = captum()
     x = x.detach().clone().requires_grad_(True)
-    maps = {
-        "saliency": attr.Saliency(net).attribute(x, target=target, abs=True),
-        "integrated_gradients": attr.IntegratedGradients(net).attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=32),
-        "occlusion": attr.Occlusion(net).attribute(x, sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2), target=target,
-                                                  baselines=0.0),
-    }
-    conv = last_conv_block(net)
-    if conv is not None:
-        cam = attr.LayerGradCam(net, conv[1]).attribute(x, target=target, relu_attributions=True)
-        maps["grad_cam"] = attr.LayerAttribution.interpolate(cam, (28, 28), interpolate_mode="bilinear")
-    else:
-        maps["grad_cam"] = None
+    unknown = sorted(set(methods) - set(ATTRIBUTIONS))
+    if unknown:
+        raise InvalidArgument(f"unknown attribution {unknown[0]!r}; known: {', '.join(ATTRIBUTIONS)}")
+    maps = {}
+    if "saliency" in methods:
+        maps["saliency"] = attr.Saliency(net).attribute(x, target=target, abs=True)
+    if "integrated_gradients" in methods:
+        maps["integrated_gradients"] = attr.IntegratedGradients(net).attribute(x, baselines=torch.zeros_like(x), target=target,
+                                                                               n_steps=32, internal_batch_size=32)
+    if "occlusion" in methods:
+        maps["occlusion"] = attr.Occlusion(net).attribute(x, sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2), target=target,
+                                                          baselines=0.0, perturbations_per_eval=64)
+    if "grad_cam" in methods:
+        conv = last_conv_block(net)
+        cam = None if conv is None else attr.LayerGradCam(net, conv[1]).attribute(x, target=target, relu_attributions=True)
+        maps["grad_cam"] = None if cam is None else attr.LayerAttribution.interpolate(cam, (28, 28), interpolate_mode="bilinear")
     return {k: None if v is None else v.detach()[0].sum(0).float().cpu().numpy() for k, v in maps.items()}
 
 

@@ -25,6 +25,7 @@ from fastapi import Request
 
 from mnistlab.errors import MnistlabError
 from mnistlab.run import Run
+from mnistlab.serve.inside import PAD_METHODS, explain_upload
 from mnistlab.serve.preprocess import ImageError, NoDigitFound, to_mnist
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -188,15 +189,20 @@ async def read_upload(request: Request, model: str | None) -> tuple[bytes, str |
     raise BadRequest(415, "send multipart/form-data with a field 'file', or JSON {\"image\": \"<base64>\"}")
 
 
-def predict_upload(run: Run, data: bytes) -> dict:
-    """The CPU work of one prediction (preprocessing, the net, the picture of what it saw): run off the event loop."""
-    t0 = time.perf_counter()
+def preprocess_upload(data: bytes):
+    """An uploaded picture in MNIST's form, or the BadRequest that says why not."""
     try:
-        pre = to_mnist(data)
+        return to_mnist(data)
     except NoDigitFound as exc:
         raise BadRequest(422, str(exc)) from None
     except ImageError as exc:
         raise BadRequest(415, str(exc)) from None
+
+
+def predict_upload(run: Run, data: bytes) -> dict:
+    """The CPU work of one prediction (preprocessing, the net, the picture of what it saw): run off the event loop."""
+    t0 = time.perf_counter()
+    pre = preprocess_upload(data)
     probs = run.predict_proba(pre.image[None])[0]
     best = int(np.argmax(probs))
     return {"model": run.path.name, "classes": run.classes, "probabilities": [float(p) for p in probs],
@@ -229,8 +235,8 @@ def create_app(default: Run, runs_dir: str | Path | None = None, max_upload: int
     def models():  # a plain def: FastAPI runs it in its thread pool
         return [_describe(rid, run, default) for rid, run in store.runs().items()]
 
-    @app.post("/api/predict")
-    async def predict(request: Request, model: str | None = None):
+    async def answer(request: Request, model: str | None, work):
+        """An upload read on the event loop, then `work(run, data)` in the pool of workers."""
         try:
             data, model = await read_upload(request, model)
         except TooLarge:
@@ -241,7 +247,20 @@ def create_app(default: Run, runs_dir: str | Path | None = None, max_upload: int
             run = await anyio.to_thread.run_sync(store.get, model, limiter=pool)  # the first use of a run loads it
         except KeyError:
             raise BadRequest(404, f"unknown model {model!r}; GET /api/models lists them") from None
-        return await anyio.to_thread.run_sync(predict_upload, run, data, limiter=pool)
+        except MnistlabError as exc:  # a run this server cannot rebuild (its model's code moved, changed, uninstalled)
+            raise BadRequest(409, str(exc)) from None
+        return await anyio.to_thread.run_sync(work, run, data, limiter=pool)
+
+    @app.post("/api/predict")
+    async def predict(request: Request, model: str | None = None):
+        return await answer(request, model, predict_upload)
+
+    @app.post("/api/explain")
+    async def explain(request: Request, model: str | None = None, methods: str = ",".join(PAD_METHODS)):
+        """The prediction and the inside view: layers as pictures or bars, attribution overlays (`methods`: some of
+        saliency, integrated_gradients, occlusion, grad_cam)."""
+        chosen = tuple(m for m in methods.split(",") if m)
+        return await answer(request, model, lambda run, data: explain_upload(run, data, chosen))
 
     return BodyLimit(app, max_upload)
 

@@ -1,0 +1,75 @@
+"""The pad's inside view: what `POST /api/explain` answers for one drawing (the same inputs, limits and errors as
+`/api/predict`): the prediction, each layer's output as a picture (feature maps) or a row of bars (dense layers),
+and attribution overlays, as PNG data URLs the page shows as they come."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import numpy as np
+
+from mnistlab.errors import MnistlabError
+from mnistlab.run import Run
+
+PAD_METHODS = ("saliency", "grad_cam")  # the fast two: a drawing is explained in well under a second
+MAX_LAYERS = 12
+MAX_BARS = 64
+
+
+def explain_upload(run: Run, data: bytes, methods=PAD_METHODS) -> dict:
+    """The CPU work of one explanation (run off the event loop, like a prediction); a BadRequest for what the client
+    can fix, status 501 when the server lacks the explain extra."""
+    from mnistlab.explain import explain_digit, what_to_explain
+    from mnistlab.explain.sheet import mosaic
+    from mnistlab.serve.app import BadRequest, _png_data_url, preprocess_upload
+
+    t0 = time.perf_counter()
+    pre = preprocess_upload(data)
+    try:
+        predictor, nets, which = what_to_explain(run)
+        result, layers = explain_digit(pre.image, predictor, nets, which, run.classes, methods)
+    except MnistlabError as exc:
+        status = 501 if "mnistlab[explain]" in str(exc) else 422
+        raise BadRequest(status, str(exc)) from None
+    shown = []
+    for layer in layers[:MAX_LAYERS]:
+        entry = {"name": layer["name"], "type": layer["type"], "shape": layer["shape"]}
+        if layer["values"].ndim == 3:
+            entry["picture"] = _colour_url(mosaic(layer["values"]))
+        else:
+            entry["values"] = [round(float(v), 4) for v in layer["values"].reshape(-1)[:MAX_BARS]]
+        shown.append(entry)
+    overlays = {k: None if v is None else _overlay_url(pre.image, np.asarray(v)) for k, v in result["attributions"].items()}
+    best = result["class_index"]
+    return {"model": run.path.name, "classes": run.classes, "probabilities": result["probabilities"],
+            "prediction": result["prediction"], "probability": result["probabilities"][best], "explained": which,
+            "preprocessed": _png_data_url(pre.image), "layers": shown, "layer_count": len(layers), "attributions": overlays,
+            "milliseconds": (time.perf_counter() - t0) * 1000}
+
+
+def _colour_url(values: np.ndarray) -> str:
+    import matplotlib
+
+    rgba = matplotlib.colormaps["viridis"](np.nan_to_num(values, nan=1.0))
+    rgba[np.isnan(values)] = (1, 1, 1, 1)  # the gaps between maps
+    return _url((rgba[..., :3] * 255).astype(np.uint8))
+
+
+def _overlay_url(digit: np.ndarray, attribution: np.ndarray) -> str:
+    """The digit in grey with the attribution on it: red where it raises the answer, blue where it lowers it."""
+    bound = float(np.abs(attribution).max()) or 1.0
+    a = np.clip(attribution / bound, -1, 1)[..., None]
+    grey = np.repeat(digit[..., None] / 255.0 * 0.6, 3, axis=2)
+    red, blue = np.array([1.0, 0.1, 0.1]), np.array([0.1, 0.3, 1.0])
+    out = grey * (1 - np.abs(a)) + np.where(a > 0, red, blue) * np.abs(a)
+    return _url((np.clip(out, 0, 1) * 255).astype(np.uint8))
+
+
+def _url(rgb: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
