@@ -11,7 +11,7 @@ from PIL import Image
 from mnistlab.cli import invoke as cli
 from mnistlab.data import catalog
 from mnistlab.errors import RunError
-from mnistlab.evaluate import evaluate_run
+from mnistlab.evaluate import evaluate_run, plots
 from mnistlab.evaluate.report import build_report
 from mnistlab.training import train
 from tests.conftest import make_tiny
@@ -55,7 +55,7 @@ def test_report_is_self_contained_and_matches_eval(tiny_runs, real_home):
     page = paths["html"].read_text()
     parser = _Collect()
     parser.feed(page)
-    assert len(parser.imgs) == 5 and all(src.startswith("data:image/png;base64,") for src in parser.imgs)
+    assert len(parser.imgs) == 7 and all(src.startswith("data:image/png;base64,") for src in parser.imgs)  # an mlp: no filters
     for src in parser.imgs:
         _png_ok(base64.b64decode(src.split(",", 1)[1]))
     ev = json.loads((run.path / "eval.json").read_text())
@@ -63,10 +63,29 @@ def test_report_is_self_contained_and_matches_eval(tiny_runs, real_home):
     assert f"{ev['accuracy']:.4f}" in text and f"{ev['errors']:,} of 10,000" in text
     assert ev["accuracy"] == pytest.approx(run.metrics["test_accuracy"])
     md = paths["md"].read_text()
-    for name in ("curves", "confusion", "mistakes", "samples", "calibration"):
+    for name in ("curves", "confusion", "mistakes", "samples", "calibration", "confused", "map"):
         assert f"report_files/{name}.png" in md
         _png_ok((run.path / "report_files" / f"{name}.png").read_bytes())
     assert "http" not in page.split("<body>")[0], "no external resources: it opens offline"
+    assert "A map of the test set" in text and "The most confused pairs" in text
+    fig = plots.learning_curves(run.history, curve=run.curve)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "train: the epoch's mean over its batches" in legend and "test: end of epoch" in legend
+
+
+def test_the_map_is_of_the_nets_own_features(tiny_runs, real_home):
+    """The map's points are the t-SNE of what the head is given: the penultimate features, one row per image."""
+    from mnistlab.data import load_dataset
+    from mnistlab.explain import inside
+
+    images = load_dataset("mnist", "test", data_dir=real_home).images[:50]
+    features = inside.penultimate(tiny_runs[0].model, images)
+    assert features.shape == (50, 128)  # the mlp's hidden layer
+    head = tiny_runs[0].model.head
+    import torch
+
+    logits = head(torch.from_numpy(features)).detach().numpy()
+    assert (logits.argmax(1) == tiny_runs[0].predict(images)).mean() > 0.95  # the head on them gives the net's answers
 
 
 def test_evaluate_classical_and_cli(tiny_runs, real_home, capsys, monkeypatch):

@@ -106,6 +106,16 @@ def test_explain_a_real_run_sheet_html_and_json(cnn_run, real_home, tmp_path, ca
 
 
 @pytest.mark.realdata
+@pytest.mark.realdata
+def test_a_nets_report_shows_its_first_filters(cnn_run, real_home):
+    from mnistlab.evaluate.report import build_report
+
+    page = build_report(cnn_run, data_dir=real_home)["html"].read_text()
+    assert "The first layer&#x27;s filters" in page or "The first layer's filters" in page
+    assert (cnn_run.path / "report_files" / "filters.png").stat().st_size > 5_000
+
+
+@pytest.mark.realdata
 def test_an_ensemble_is_explained_by_its_members(cnn_run, mnist_run, real_home, tmp_path):
     from mnistlab.training.ensemble import make_ensemble
 

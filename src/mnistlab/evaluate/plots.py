@@ -38,8 +38,7 @@ def learning_curves(history: list[dict], title: str = "", curve: list[dict] | No
         for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
             ys = [r.get(f"{part}_{key}") for r in history]
             if any(v is not None for v in ys):
-                ax.plot(epochs, [np.nan if v is None else v for v in ys], color=color, marker=marker, ms=4,
-                        label=f"{part}, end of epoch" if curve else part)
+                ax.plot(epochs, [np.nan if v is None else v for v in ys], color=color, marker=marker, ms=4, label=_legend(part))
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     accs = [r.get(k) for r in history for k in ("train_accuracy", "val_accuracy", "test_accuracy") if r.get(k) is not None]
@@ -83,6 +82,46 @@ def confusion_heatmap(cm: np.ndarray, classes: list[str], title: str = "confusio
                 if cm[i, j]:
                     ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                             color="black" if cm[i, j] > thresh else "white")
+    fig.tight_layout()
+    return fig
+
+
+def _legend(part: str) -> str:
+    """What a point of the learning curves is: training's is the mean over the epoch's batches (the weights moving
+    under it, augmentation on), the others are the weights at the end of the epoch judged once."""
+    return {"train": "train: the epoch's mean over its batches", "val": "validation: end of epoch",
+            "test": "test: end of epoch"}[part]
+
+
+def test_set_map(points: np.ndarray, labels: np.ndarray, wrong: np.ndarray, classes: list[str]):
+    """The test images' penultimate features in 2-D (PCA then t-SNE), coloured by class, the mistakes marked."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for c, name in enumerate(classes):
+        mine = labels == c
+        ax.scatter(points[mine, 0], points[mine, 1], s=5, color=cmap(c % cmap.N), label=name, alpha=0.7, linewidths=0)
+    ax.scatter(points[wrong, 0], points[wrong, 1], s=30, marker="x", color="black", linewidths=1.2, label=f"mistakes ({int(wrong.sum())})")
+    ax.set(xticks=[], yticks=[], title=f"{len(points):,} test images by the net's penultimate features (PCA, then t-SNE)")
+    if len(classes) <= 20:
+        ax.legend(markerscale=2.5, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def filters_picture(kernels: np.ndarray, title: str):
+    """A first convolution's kernels (out, kh, kw), each on its own colour scale (red positive, blue negative)."""
+    plt = _plt()
+    n = min(len(kernels), 64)
+    cols = min(n, 16)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.7, rows * 0.75 + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            bound = float(np.abs(kernels[k]).max()) or 1.0
+            ax.imshow(kernels[k], cmap="bwr", vmin=-bound, vmax=bound, interpolation="nearest")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -63,6 +63,9 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
          for i in sample],
         colors=["darkgreen" if pred[i] == test.labels[i] else "firebrick" for i in sample])))
     figures["calibration"] = ("Calibration", plots.to_png(plots.reliability_diagram(ev["calibration_bins"], ev["ece"])))
+    figures.update(_confused_pairs(ev, test, pred, classes))
+    if run.kind == "neural":
+        figures.update(_inside(run, test, pred))
 
     summary = [("test accuracy", ev["accuracy"]), ("errors", f"{ev['errors']:,} of {ev['n']:,}"), ("test loss", ev["loss"]),
                ("top-3 accuracy", ev["top_k_accuracy"].get("3")), ("macro F1", ev["macro_f1"]), ("ECE", ev["ece"]),
@@ -85,6 +88,48 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
     atomic_write_bytes(out / "report.md", _markdown(title, run, summary, cfg_rows, env_rows, ev, figures).encode(),
                        hint="the run folder must be writable", error=RunError)
     return {"html": out / "report.html", "md": out / "report.md"}
+
+
+MAP_IMAGES = 2000  # test images on the map: enough to see the clusters, t-SNE in seconds on a CPU
+CONFUSED_PAIRS, EXAMPLES = 3, 8
+
+
+def _confused_pairs(ev: dict, test, pred: np.ndarray, classes: list[str]) -> dict:
+    """The pairs the run confuses most (true -> predicted, from the confusion matrix) with examples of each."""
+    cm = np.array(ev["confusion_matrix"])
+    np.fill_diagonal(cm, 0)
+    pairs = [divmod(int(i), len(classes)) for i in np.argsort(-cm, axis=None)[:CONFUSED_PAIRS] if cm.flat[i] > 0]
+    if not pairs:
+        return {}
+    labels, images, picked, captions = np.asarray(test.labels), np.asarray(test.images), [], []
+    for t, p in pairs:
+        where = np.flatnonzero((labels == t) & (pred == p))[:EXAMPLES]
+        picked += list(where)
+        captions += [f"#{i}: {classes[t]} → {classes[p]}" for i in where]
+    title = "; ".join(f"{classes[t]} read as {classes[p]}: {cm[t, p]}" for t, p in pairs)
+    fig = plots.image_gallery(images[picked], captions, colors=["firebrick"] * len(picked), title=title)
+    return {"confused": ("The most confused pairs", plots.to_png(fig))}
+
+
+def _inside(run: Run, test, pred: np.ndarray) -> dict:
+    """The first layer's filters, and a map of the test set by the net's penultimate features."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    from mnistlab.explain import inside
+
+    net, figures = run.model, {}
+    kernels = inside.first_filters(net)
+    if kernels is not None:
+        figures["filters"] = ("The first layer's filters", plots.to_png(plots.filters_picture(
+            kernels, f"the {len(kernels)} kernels of the first convolution (red: positive weights, blue: negative)")))
+    n = min(MAP_IMAGES, len(test))
+    features = inside.penultimate(net, np.asarray(test.images[:n]))
+    reduced = PCA(n_components=min(50, features.shape[1], n), random_state=0).fit_transform(features)
+    points = TSNE(n_components=2, random_state=0, init="pca", perplexity=min(30, n - 1)).fit_transform(reduced)
+    labels = np.asarray(test.labels[:n])
+    figures["map"] = ("A map of the test set", plots.to_png(plots.test_set_map(points, labels, pred[:n] != labels, run.classes)))
+    return figures
 
 
 def _calibration_rows(m: dict) -> list[tuple[str, object]]:

@@ -100,3 +100,19 @@ def first_filters(net: nn.Module) -> np.ndarray | None:
     """The first convolution's kernels, (out_channels, kh, kw) summed over input channels; None without one."""
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     return convs[0].weight.detach().sum(1).float().cpu().numpy() if convs else None
+
+
+def penultimate(net: nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    """What the last Linear layer (the head) is given, for uint8 images (N, 28, 28): the net's own features."""
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise InvalidArgument("this net has no Linear layer: no penultimate features to map")
+    out: list[np.ndarray] = []
+    handle = linears[-1].register_forward_hook(lambda m, inputs, output: out.append(inputs[0].detach().flatten(1).float().cpu().numpy()))
+    try:
+        with torch.no_grad():
+            for i in range(0, len(images), batch):
+                net(torch.from_numpy(images[i:i + batch].astype(np.float32) / 255.0)[:, None])
+    finally:
+        handle.remove()
+    return np.concatenate(out)
