@@ -31,7 +31,7 @@ def sheet(result: dict, steps: dict[str, np.ndarray], layers: list[dict], filter
     shown = layers[:MAX_LAYERS]
     layer_rows = math.ceil(len(shown) / 4)
     fig = plt.figure(figsize=(13, 6.2 + 2.6 * layer_rows))
-    grid = fig.add_gridspec(2 + layer_rows, 6, height_ratios=[1, 1.15] + [1.2] * layer_rows, hspace=0.55, wspace=0.35)
+    grid = fig.add_gridspec(2 + layer_rows, 6, height_ratios=[1, 1.15] + [1.2] * layer_rows, hspace=0.55, wspace=0.35, top=0.95, bottom=0.03)
     fig.suptitle(f"{result['image']}: {result['prediction']} ({max(result['probabilities']):.1%}); explained: {result['explained']}",
                  fontsize=11)
     for k, (name, img) in enumerate(list(steps.items())[-5:]):
