@@ -191,3 +191,20 @@ def test_mixing_chooses_the_asked_share_and_reproduces():
     assert 0.25 < float((a[2] < 1).float().mean()) < 0.35
     with pytest.raises(InvalidArgument, match="cutmix=1.5"):
         parse_augment("cutmix=1.5")
+
+
+def test_other_pens_and_low_resolution_scans():
+    """stroke: the ink grows by a pixel (two in three images) or shrinks; blocky: the image is made of square blocks
+    of one grey, from a scan 7 to 14 pixels across."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 6:22, 12:16] = 1.0  # a bar four pixels wide
+    thick = augment_batch(x, parse_augment("stroke=1"), gen)
+    widths = (thick[:, 0, 14] > 0.5).sum(1)
+    assert set(widths.tolist()) <= {2, 6} and 30 < int((widths == 6).sum()) < 56  # about 2 in 3 thicker
+    assert torch.equal(augment_batch(x, parse_augment("stroke=0"), gen), x)
+    blocky = augment_batch(torch.rand(8, 1, 28, 28), parse_augment("blocky=1"), gen)
+    for img in blocky[:, 0]:
+        assert len({tuple(r.tolist()) for r in img}) <= 14 and len({tuple(c.tolist()) for c in img.T}) <= 14
+    with pytest.raises(InvalidArgument, match="out of range"):
+        parse_augment("stroke=1.5")
