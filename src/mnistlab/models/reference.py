@@ -95,24 +95,27 @@ def resolve(reference: str):
             raise ModelSourceError(f"no such file: {where} (model {reference!r}); give FILE.py:NAME with a path from the "
                                    "current folder, or an absolute one")
         ref = f"{path}:{qualname}"
-        key = (ref, file_sha256(path))  # a file edited in this process is imported again
-        if key not in _INFOS:
-            obj = _OBJECTS.get(ref) or _attribute(_import_file(path), qualname, str(path))
-            _INFOS[key] = describe(obj, qualname, "file", ref, path)
-        return _INFOS[key]
+        sha = file_sha256(path)  # read once: the cache key, the import and the record
+        if (ref, sha) not in _INFOS:  # a file edited in this process is imported again
+            obj = _OBJECTS.get(ref) or _attribute(_import_file(path, sha), qualname, str(path))
+            _INFOS[ref, sha] = describe(obj, qualname, "file", ref, path, sha256=sha)
+        return _INFOS[ref, sha]
     if (reference, None) not in _INFOS:
         obj = _OBJECTS.get(reference) or _attribute(_import_module(where), qualname, f"module {where}")
         _INFOS[reference, None] = describe(obj, qualname, "module", reference, _file_of(obj))
     return _INFOS[reference, None]
 
 
-def describe(obj, name: str, kind: str, reference: str, file: Path | None, **extra):
-    """A ModelInfo for a user's object: its family found from what it is (or builds), its docstring's first line."""
+def describe(obj, name: str, kind: str, reference: str, file: Path | None, sha256: str | None = None, **extra):
+    """A ModelInfo for a user's object: its family found from what it is (or builds), its docstring's first line;
+    `sha256`: its file's, when the caller has already read it."""
     from mnistlab.models.registry import ModelInfo
 
     family = family_of(obj, reference)
     doc = (inspect.getdoc(obj) or "").strip().splitlines()
-    origin = Origin(kind, reference, family, str(file) if file else None, file_sha256(file) if file else None, **extra)
+    if file and sha256 is None:
+        sha256 = file_sha256(file)
+    origin = Origin(kind, reference, family, str(file) if file else None, sha256, **extra)
     return ModelInfo(name if kind == "entry-point" else reference, family, obj, doc[0] if doc else "", reference, {},
                      origin.to_dict())
 
@@ -235,8 +238,7 @@ def module_name(path: Path) -> str:
     return f"mnistlab_user_{stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
 
 
-def _import_file(path: Path):
-    sha = file_sha256(path)
+def _import_file(path: Path, sha: str):
     cached = _FILES.get(str(path))
     if cached and cached[0] == sha:
         return cached[1]
