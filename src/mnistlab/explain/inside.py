@@ -4,6 +4,8 @@ and Grad-CAM on the last convolution. Captum is an optional extra: pip install '
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 from torch import nn
@@ -31,9 +33,19 @@ def shown_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
 POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
+_BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # net -> its Grad-CAM layer, found once per net
+
+
 def last_conv_block(net: nn.Module) -> tuple[str, nn.Module] | None:
     """Where Grad-CAM looks: the output of the last convolutional block, the last leaf after the last Conv2d that still
-    gives feature maps (its activation, not a pooling); the Conv2d itself when nothing follows it. None without one."""
+    gives feature maps (its activation, not a pooling); the Conv2d itself when nothing follows it. None without one.
+    Found by one forward pass, the first time a net is asked (the pad asks on every drawing)."""
+    if net not in _BLOCKS:
+        _BLOCKS[net] = (_find_last_conv_block(net),)
+    return _BLOCKS[net][0]
+
+
+def _find_last_conv_block(net: nn.Module) -> tuple[str, nn.Module] | None:
     x = torch.zeros(1, 1, 28, 28, device=next(net.parameters()).device)
     _, layers = activations(net, x)
     names = [layer["name"] for layer in layers]

@@ -25,7 +25,6 @@ from fastapi import Request
 
 from mnistlab.errors import MnistlabError
 from mnistlab.run import Run
-from mnistlab.serve.inside import PAD_METHODS, explain_upload
 from mnistlab.serve.preprocess import ImageError, NoDigitFound, to_mnist
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
@@ -216,6 +215,8 @@ def create_app(default: Run, runs_dir: str | Path | None = None, max_upload: int
     import anyio
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse
+
+    from mnistlab.serve.inside import PAD_METHODS, explain_upload  # it reads this module's request helpers
 
     store = ModelStore(default, Path(runs_dir) if runs_dir else None)
     store.get(None)

@@ -4,14 +4,13 @@ and attribution overlays, as PNG data URLs the page shows as they come."""
 
 from __future__ import annotations
 
-import base64
-import io
 import time
 
 import numpy as np
 
 from mnistlab.errors import MnistlabError
 from mnistlab.run import Run
+from mnistlab.serve.app import BadRequest, _png_data_url, preprocess_upload
 
 PAD_METHODS = ("saliency", "grad_cam")  # the fast two: a drawing is explained in well under a second
 MAX_LAYERS = 12
@@ -23,7 +22,6 @@ def explain_upload(run: Run, data: bytes, methods=PAD_METHODS) -> dict:
     can fix, status 501 when the server lacks the explain extra."""
     from mnistlab.explain import explain_digit, what_to_explain
     from mnistlab.explain.sheet import mosaic
-    from mnistlab.serve.app import BadRequest, _png_data_url, preprocess_upload
 
     t0 = time.perf_counter()
     pre = preprocess_upload(data)
@@ -54,7 +52,7 @@ def _colour_url(values: np.ndarray) -> str:
 
     rgba = matplotlib.colormaps["viridis"](np.nan_to_num(values, nan=1.0))
     rgba[np.isnan(values)] = (1, 1, 1, 1)  # the gaps between maps
-    return _url((rgba[..., :3] * 255).astype(np.uint8))
+    return _png_data_url((rgba[..., :3] * 255).astype(np.uint8))
 
 
 def _overlay_url(digit: np.ndarray, attribution: np.ndarray) -> str:
@@ -64,12 +62,5 @@ def _overlay_url(digit: np.ndarray, attribution: np.ndarray) -> str:
     grey = np.repeat(digit[..., None] / 255.0 * 0.6, 3, axis=2)
     red, blue = np.array([1.0, 0.1, 0.1]), np.array([0.1, 0.3, 1.0])
     out = grey * (1 - np.abs(a)) + np.where(a > 0, red, blue) * np.abs(a)
-    return _url((np.clip(out, 0, 1) * 255).astype(np.uint8))
+    return _png_data_url((np.clip(out, 0, 1) * 255).astype(np.uint8))
 
-
-def _url(rgb: np.ndarray) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
