@@ -245,6 +245,10 @@ class RandomVerticalFlip(_RandomFlip):
 PADDING_MODES = ("constant", "edge", "reflect", "symmetric")
 
 
+def _check_padding_mode(mode: str) -> None:
+    _need(mode in PADDING_MODES, f"Padding mode should be either constant, edge, reflect or symmetric, got {mode!r}")
+
+
 def _padding(padding) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) from an int, (left/right, top/bottom) or (left, top, right, bottom)."""
     if isinstance(padding, numbers.Number):
@@ -259,7 +263,7 @@ def _padding(padding) -> tuple[int, int, int, int]:
 
 
 def pad(img, padding, fill=0, padding_mode: str = "constant"):
-    _need(padding_mode in PADDING_MODES, f"Padding mode should be either constant, edge, reflect or symmetric, got {padding_mode!r}")
+    _check_padding_mode(padding_mode)
     left, top, right, bottom = _padding(padding)
     t, back = _as_tensor(img)
     if padding_mode == "constant":
@@ -294,7 +298,7 @@ def _index(n: int, before: int, after: int, mode: str) -> torch.Tensor:
 class Pad:
     def __init__(self, padding, fill=0, padding_mode: str = "constant"):
         _padding(padding)
-        _need(padding_mode in PADDING_MODES, f"Padding mode should be either constant, edge, reflect or symmetric, got {padding_mode!r}")
+        _check_padding_mode(padding_mode)
         self.padding, self.fill, self.padding_mode = padding, fill, padding_mode
 
     def __call__(self, img):
@@ -339,7 +343,7 @@ class RandomCrop:
         self.size = _pair(size, "size")
         if padding is not None:
             _padding(padding)
-        _need(padding_mode in PADDING_MODES, f"Padding mode should be either constant, edge, reflect or symmetric, got {padding_mode!r}")
+        _check_padding_mode(padding_mode)
         self.padding, self.pad_if_needed, self.fill, self.padding_mode = padding, pad_if_needed, fill, padding_mode
 
     @staticmethod
@@ -394,9 +398,7 @@ class Resize:
         mode = self.interpolation.value
         out = F.interpolate(x.float(), size=(th, tw), mode=mode, align_corners=None if mode == "nearest" else False,
                             antialias=bool(self.antialias) and mode != "nearest")
-        if not dtype.is_floating_point:
-            out = out.round_().clamp_(torch.iinfo(dtype).min, torch.iinfo(dtype).max)
-        out = out.to(dtype)
+        out = _back_to(out, dtype)
         return out if img.ndim == 4 else out[0]
 
     def __repr__(self) -> str:
@@ -428,9 +430,7 @@ def affine(img, angle: float, translate, scale: float, shear, interpolation=Inte
     if isinstance(img, Image.Image):
         centre = (w * 0.5, h * 0.5) if center is None else tuple(center)
         m = inverse_affine(centre, angle, translate, scale, shear)
-        bands = len(img.getbands())
-        fillcolor = fill if not isinstance(fill, numbers.Number) or bands == 1 else tuple([fill] * bands)
-        return img.transform((w, h), Image.AFFINE, m, _PIL_RESAMPLE[interpolation], fillcolor=fillcolor)
+        return img.transform((w, h), Image.AFFINE, m, _PIL_RESAMPLE[interpolation], fillcolor=_pil_fill(img, fill))
     centre = (0.0, 0.0) if center is None else (center[0] - w * 0.5, center[1] - h * 0.5)
     m = torch.tensor(inverse_affine(centre, angle, translate, scale, shear), dtype=torch.float64).view(2, 3)
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5 - h * 0.5,
@@ -438,6 +438,19 @@ def affine(img, angle: float, translate, scale: float, shear, interpolation=Inte
     src = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ m.T  # (h, w, 2): where each output pixel reads from
     grid = (src / torch.tensor([w * 0.5, h * 0.5], dtype=torch.float64)).float()
     return _sample(img, grid, interpolation, fill)
+
+
+def _pil_fill(img: Image.Image, fill):
+    """A fill as PIL takes it: one value per band (a number is repeated over them)."""
+    bands = len(img.getbands())
+    return fill if not isinstance(fill, numbers.Number) or bands == 1 else tuple([fill] * bands)
+
+
+def _back_to(out: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float results in the image's own dtype: an integer image's values rounded and kept in its range."""
+    if not dtype.is_floating_point:
+        out = out.round_().clamp_(torch.iinfo(dtype).min, torch.iinfo(dtype).max)
+    return out.to(dtype)
 
 
 def _sample(img: torch.Tensor, grid: torch.Tensor, interpolation: InterpolationMode, fill) -> torch.Tensor:
@@ -453,9 +466,7 @@ def _sample(img: torch.Tensor, grid: torch.Tensor, interpolation: InterpolationM
     if interpolation == InterpolationMode.NEAREST:
         mask = (mask > 0.5).float()
     out = out * mask + fills * (1 - mask)
-    if not dtype.is_floating_point:
-        out = out.round_()
-    out = out.to(dtype)
+    out = _back_to(out, dtype)
     return out if img.ndim == 4 else out[0]
 
 
@@ -475,9 +486,7 @@ class RandomRotation:
     def __call__(self, img):
         angle = self.get_params(self.degrees)
         if isinstance(img, Image.Image):
-            bands = len(img.getbands())
-            fill = self.fill if not isinstance(self.fill, numbers.Number) or bands == 1 else tuple([self.fill] * bands)
-            return img.rotate(angle, _PIL_RESAMPLE[self.interpolation], False, self.center, fillcolor=fill)
+            return img.rotate(angle, _PIL_RESAMPLE[self.interpolation], False, self.center, fillcolor=_pil_fill(img, self.fill))
         return affine(img, -angle, (0, 0), 1.0, (0.0, 0.0), self.interpolation, self.fill, self.center)
 
     def __repr__(self) -> str:
@@ -600,9 +609,7 @@ class GaussianBlur:
         c = out.shape[1]
         out = F.conv2d(out, _kernel(kh, s).view(1, 1, kh, 1).expand(c, 1, kh, 1), groups=c)
         out = F.conv2d(out, _kernel(kw, s).view(1, 1, 1, kw).expand(c, 1, 1, kw), groups=c)
-        if not dtype.is_floating_point:
-            out = out.round_().clamp_(torch.iinfo(dtype).min, torch.iinfo(dtype).max)
-        out = out.to(dtype)
+        out = _back_to(out, dtype)
         return back(out if t.ndim == 4 else out[0])
 
     def __repr__(self) -> str:
