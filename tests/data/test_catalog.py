@@ -8,7 +8,20 @@ from mnistlab.data import catalog
 from mnistlab.errors import MnistlabError, UnknownName
 
 ALL = ["mnist", "fashion-mnist", "kmnist", "emnist-balanced", "emnist-byclass", "emnist-bymerge", "emnist-digits",
-       "emnist-letters", "emnist-mnist", "qmnist"]
+       "emnist-letters", "emnist-mnist", "qmnist"] + [
+    f"mnist-c-{c}" for c in ("shot-noise", "impulse-noise", "glass-blur", "motion-blur", "shear", "scale", "rotate",
+                             "brightness", "translate", "stripe", "fog", "spatter", "dotted-line", "zigzag", "canny-edges")]
+
+
+def test_mnist_c_is_a_family_of_fifteen_from_one_archive():
+    from mnistlab.data.catalog import FAMILIES, family_members
+
+    assert family_members("MNIST_C") == FAMILIES["mnist-c"] and len(FAMILIES["mnist-c"]) == 15
+    assert family_members("mnist") == ("mnist",)
+    assert {get_spec(n).archive.sha256 for n in FAMILIES["mnist-c"]} == {
+        "af9ee8c6a815870c7fdde5af84c7bf8db0bcfa1f41056db83871037fba70e493"}
+    with pytest.raises(MnistlabError, match="family of 15"):
+        get_spec("mnist-c")
 
 
 def test_catalog_has_the_whole_family():

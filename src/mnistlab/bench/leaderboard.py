@@ -47,11 +47,15 @@ def plan(suite: str, datasets: list[str] | None, models: list[str] | None) -> li
     return [(d, m, s) for d in datasets for m, s in cells]
 
 
-def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: list[str] | None = None, seeds: int = 1,
-              out: str | Path | None = None, progress: bool = False, data_dir=None, settings: dict | None = None) -> dict:
-    """Train every cell `seeds` times; write bench.json, bench.csv and bench.md into `out`; return the result."""
-    from mnistlab.training import train
+ROBUST = ["mean_corruption_accuracy", "pgd_0.1", "pgd_0.2", "pgd_0.3"]  # the columns `--robustness` adds
 
+
+def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: list[str] | None = None, seeds: int = 1,
+              out: str | Path | None = None, progress: bool = False, data_dir=None, settings: dict | None = None,
+              robustness: bool = False, attack_images: int = 1000) -> dict:
+    """Train every cell `seeds` times; write bench.json, bench.csv and bench.md into `out`; return the result.
+    `robustness`: each run measured by `mnistlab robustness` too (MNIST-C mean, PGD-40 at eps 0.1, 0.2, 0.3 on the
+    first `attack_images` test images), averaged over seeds into the row."""
     if seeds < 1:
         raise InvalidArgument(f"seeds must be >= 1, got {seeds}")
     cells = plan(suite, datasets, models)
@@ -61,37 +65,8 @@ def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: l
     with bar or _Null():
         task = bar.add_task("bench", total=len(cells) * seeds) if bar else None
         for dataset, model, cell_settings in cells:
-            kw = {**cell_settings, **(settings or {})}
-            accs, secs, ips, errors, last, paths = [], [], [], [], None, []
-            for seed in range(seeds):
-                if bar:
-                    bar.update(task, description=f"{model} on {dataset} (seed {seed})")
-                try:
-                    last = train(model, dataset, out=out / "runs" / f"{dataset}-{label(model)}-s{seed}", seed=seed,
-                                 data_dir=data_dir, **kw)
-                    paths.append(str(last.path))
-                    m = last.metrics
-                    accs.append(m["test_accuracy"])
-                    secs.append(m["train_seconds"])
-                    ips.append(_predict_speed(last, data_dir) if suite == "speed" else m.get("test_images_per_second") or 0)
-                except MnistlabError as exc:
-                    errors.append(str(exc))
-                except Exception as exc:  # a bug in one cell must not lose the sweep; keep the evidence
-                    errors.append(f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=2).splitlines()[-1]}")
-                if bar:
-                    bar.advance(task)
-            refs = references(dataset, model)
-            rows.append({
-                "dataset": dataset, "model": model, "settings": kw, "seeds": len(accs),
-                "accuracy_mean": statistics.fmean(accs) if accs else None,
-                "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0 if accs else None,
-                "accuracy_all": accs, "runs": paths, "train_seconds": statistics.fmean(secs) if secs else None,
-                "images_per_second": statistics.fmean(ips) if ips else None,
-                "params": last.metrics.get("params") if last else None, "macs": last.metrics.get("macs") if last else None,
-                "references": refs, "reference": "; ".join(r["description"] for r in refs),
-                "reference_accuracy": max((r["accuracy"] for r in refs), default=None),
-                "status": "ok" if not errors else ("failed: " + errors[0])[:300],
-            })
+            rows.append(_bench_cell(suite, dataset, model, {**cell_settings, **(settings or {})}, seeds, out, data_dir,
+                                    bar, task, attack_images if robustness else None))
     mark_differences(rows, data_dir)
     result = {"suite": suite, "seeds": seeds, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows,
               "versions": versions()}
@@ -104,6 +79,60 @@ def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: l
         atomic_write_bytes(out / "bench.png", plots.to_png(plots.accuracy_vs_time(rows)))
     result["out"] = str(out)
     return result
+
+
+def _bench_cell(suite, dataset, model, kw, seeds, out, data_dir, bar, task, attack_images) -> dict:
+    """One row: the cell trained `seeds` times (a failing seed recorded, the rest go on), with its references and,
+    when `attack_images` is given, its robustness columns."""
+    from mnistlab.training import train
+
+    accs, secs, ips, errors, last, paths, robust = [], [], [], [], None, [], []
+    for seed in range(seeds):
+        if bar:
+            bar.update(task, description=f"{model} on {dataset} (seed {seed})")
+        try:
+            last = train(model, dataset, out=out / "runs" / f"{dataset}-{label(model)}-s{seed}", seed=seed,
+                         data_dir=data_dir, **kw)
+            paths.append(str(last.path))
+            m = last.metrics
+            accs.append(m["test_accuracy"])
+            secs.append(m["train_seconds"])
+            ips.append(_predict_speed(last, data_dir) if suite == "speed" else m.get("test_images_per_second") or 0)
+            if attack_images is not None:
+                robust.append(_robust_numbers(last, attack_images, data_dir))
+        except MnistlabError as exc:
+            errors.append(str(exc))
+        except Exception as exc:  # a bug in one cell must not lose the sweep; keep the evidence
+            errors.append(f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=2).splitlines()[-1]}")
+        if bar:
+            bar.advance(task)
+    refs = references(dataset, model)
+    return {
+        "dataset": dataset, "model": model, "settings": kw, "seeds": len(accs),
+        "accuracy_mean": statistics.fmean(accs) if accs else None,
+        "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0 if accs else None,
+        "accuracy_all": accs, "runs": paths, "train_seconds": statistics.fmean(secs) if secs else None,
+        "images_per_second": statistics.fmean(ips) if ips else None,
+        "params": last.metrics.get("params") if last else None, "macs": last.metrics.get("macs") if last else None,
+        "references": refs, "reference": "; ".join(r["description"] for r in refs),
+        "reference_accuracy": max((r["accuracy"] for r in refs), default=None),
+        "status": "ok" if not errors else ("failed: " + errors[0])[:300],
+        **({k: _mean_of(robust, k) for k in ROBUST} if attack_images is not None else {}),
+    }
+
+
+def _robust_numbers(run, attack_images: int, data_dir) -> dict:
+    """The bench's robustness columns for one run (`mnistlab robustness`, its defaults; written into the run too)."""
+    from mnistlab.robustness import measure_robustness
+
+    r = measure_robustness(run, attack_images=attack_images, data_dir=data_dir)
+    pgd = r["adversarial"].get("pgd", {})
+    return {"mean_corruption_accuracy": r["mean_corruption_accuracy"], **{f"pgd_{e}": pgd.get(e) for e in ("0.1", "0.2", "0.3")}}
+
+
+def _mean_of(numbers: list[dict], key: str):
+    values = [n[key] for n in numbers if n.get(key) is not None]
+    return statistics.fmean(values) if values else None
 
 
 def mark_differences(rows: list[dict], data_dir=None) -> None:
@@ -155,7 +184,7 @@ def _predict_speed(run, data_dir, repeats: int = 3) -> float:
 
 def _csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS + (ROBUST if any(ROBUST[0] in r for r in rows) else []), extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow({**r, "settings": json.dumps(r["settings"], sort_keys=True), "vs_best": _against(r.get("vs_best"))})
@@ -163,8 +192,10 @@ def _csv(rows: list[dict]) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| dataset | model | test accuracy | 95% interval | against the best | train s | predict img/s | params | published reference |",
-             "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |"]
+    robust = any(ROBUST[0] in r for r in rows)
+    extra_head = " MNIST-C mean | PGD eps 0.1 | PGD eps 0.2 | PGD eps 0.3 |" if robust else ""
+    lines = ["| dataset | model | test accuracy | 95% interval | against the best | train s | predict img/s | params | published reference |"
+             + extra_head, "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |" + (" ---: |" * 4 if robust else "")]
     for r in rows:
         if r["accuracy_mean"] is None:
             acc = r["status"]
@@ -177,7 +208,8 @@ def markdown(rows: list[dict]) -> str:
         model = label(r["model"]) + (f" ({settings})" if settings else "")
         interval = f"{r['accuracy_low']:.2%} - {r['accuracy_high']:.2%}" if r.get("accuracy_low") is not None else "-"
         lines.append(f"| {r['dataset']} | {model} | {acc} | {interval} | {_against(r.get('vs_best'))} | {_n(r['train_seconds'], 1)} | "
-                     f"{_n(r['images_per_second'], 0)} | {_n(r['params'], 0)} | {refs} |")
+                     f"{_n(r['images_per_second'], 0)} | {_n(r['params'], 0)} | {refs} |"
+                     + ("".join(f" {_pct(r.get(k))} |" for k in ROBUST) if robust else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -189,6 +221,10 @@ def _against(vs: dict | None) -> str:
         return "best"
     p = f"{vs['test']} p {vs['p_holm']:.2g}"
     return f"worse, real ({p})" if vs["verdict"] == "real" else f"tie ({p})"
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.2%}"
 
 
 def _n(v, digits: int) -> str:

@@ -234,6 +234,44 @@ QMNIST = DatasetSpec(
     citation="C. Yadav, L. Bottou. Cold Case: The Lost MNIST Digits. NeurIPS 2019.",
 )
 
+# MNIST-C (Mu and Gilmer 2019): MNIST with 15 corruptions, one folder of NumPy files per corruption in one archive;
+# the archive's checksums as tensorflow-datasets and other projects publish them (its files have none of their own)
+MNIST_C_ARCHIVE = ArchiveSpec(
+    name="mnist_c.zip",
+    urls=("https://zenodo.org/record/3239543/files/mnist_c.zip",),
+    md5="4b34b33045869ee6d424616cd3a65da3",
+    sha256="af9ee8c6a815870c7fdde5af84c7bf8db0bcfa1f41056db83871037fba70e493",
+    size=None,  # about 245 MiB; the checksums decide
+    member_dir="mnist_c",
+)
+MNIST_C_CORRUPTIONS = ("shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", "scale", "rotate", "brightness",
+                       "translate", "stripe", "fog", "spatter", "dotted_line", "zigzag", "canny_edges")
+
+
+def mnist_c_name(corruption: str) -> str:
+    """The catalog name of one MNIST-C corruption: 'shot_noise' -> 'mnist-c-shot-noise'."""
+    return "mnist-c-" + corruption.replace("_", "-")
+
+
+def _mnist_c(corruption: str) -> DatasetSpec:
+    return DatasetSpec(
+        name=mnist_c_name(corruption),
+        title=f"MNIST-C {corruption.replace('_', ' ')}",
+        description=f"MNIST's 70,000 digits with the corruption '{corruption.replace('_', ' ')}' of MNIST-C (Mu and Gilmer 2019), "
+                    "in the same order as MNIST's.",
+        classes=DIGITS,
+        sizes={"train": 60000, "test": 10000},
+        files=tuple(FileSpec(split, kind, f"{corruption}/{split}_{kind}.npy") for split in SPLITS for kind in KINDS),
+        archive=MNIST_C_ARCHIVE,
+        homepage="https://github.com/google-research/mnist-c",
+        licence="CC BY 4.0 (Norman Mu and Justin Gilmer); derived from MNIST",
+        citation="N. Mu, J. Gilmer. MNIST-C: A Robustness Benchmark for Computer Vision. arXiv:1906.02337, 2019.",
+    )
+
+
+# names that stand for several datasets at once (`mnistlab data import mnist-c mnist_c.zip` imports all 15)
+FAMILIES = {"mnist-c": tuple(mnist_c_name(c) for c in MNIST_C_CORRUPTIONS)}
+
 _CATALOG: dict[str, DatasetSpec] = {}
 
 
@@ -249,8 +287,14 @@ def unregister_dataset(name: str) -> None:
     _CATALOG.pop(name, None)
 
 
-for _spec in (MNIST, FASHION_MNIST, KMNIST, *(_emnist(s) for s in _EMNIST_CLASSES), QMNIST):
+for _spec in (MNIST, FASHION_MNIST, KMNIST, *(_emnist(s) for s in _EMNIST_CLASSES), QMNIST, *map(_mnist_c, MNIST_C_CORRUPTIONS)):
     register_dataset(_spec)
+
+
+def family_members(name: str) -> tuple[str, ...]:
+    """The datasets a name stands for: a family's members ('mnist-c'), else the name itself."""
+    key = str(name).strip().lower().replace("_", "-")
+    return FAMILIES.get(key, (name,))
 
 
 def get_spec(name: str | DatasetSpec) -> DatasetSpec:
@@ -258,6 +302,9 @@ def get_spec(name: str | DatasetSpec) -> DatasetSpec:
     if isinstance(name, DatasetSpec):
         return name
     key = str(name).strip().lower().replace("_", "-")
+    if key in FAMILIES:
+        raise MnistlabError(f"{name} is a family of {len(FAMILIES[key])} datasets ({FAMILIES[key][0]}, ...): name one of them "
+                            "(mnistlab data list)")
     if key not in _CATALOG:
         raise UnknownName("dataset", str(name), _CATALOG)
     return _CATALOG[key]

@@ -57,6 +57,28 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[._\s]+", "-", base)
 
 
+def file_key(name: str) -> str:
+    """The index key of a published file: its normalized name, and for NumPy files (MNIST-C's
+    'shot_noise/test_images.npy') its folder's name too, as each folder holds files of the same names."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    return normalize_name(f"{p.parent.name}-{p.name}" if p.suffix == ".npy" and p.parent.name else p.name)
+
+
+def _npy_as_idx(data: bytes, origin: str) -> bytes:
+    """A NumPy array file (MNIST-C's) as the IDX bytes of the same array: images (N, 28, 28[, 1]) and labels as uint8."""
+    import io
+
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise SourceError(f"{origin}: not a readable .npy file ({exc})") from None
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise IdxFormatError(f"{origin}: values {array.min()}..{array.max()} do not fit 8-bit images or labels")
+    return write_idx(array.astype(np.uint8))
+
+
 def _check_member(archive: Path, name: str) -> None:
     p = PurePosixPath(name.replace("\\", "/"))
     if p.is_absolute() or ".." in p.parts or re.match(r"^[A-Za-z]:", name):
@@ -97,9 +119,12 @@ def index_path(path: Path, spec: DatasetSpec | None = None) -> dict[str, Blob]:
         for info in infos:
             _check_member(path, info.filename)
         for info in infos:
-            if not info.is_dir():
-                found.setdefault(normalize_name(info.filename), Blob(
-                    lambda m=info.filename: _read_zip_member(path, m), f"{path}:{info.filename}", verified))
+            if info.is_dir():
+                continue
+            where = f"{path}:{info.filename}"
+            read = (lambda m=info.filename, w=where: _npy_as_idx(_read_zip_member(path, m), w)) if info.filename.endswith(".npy") \
+                else (lambda m=info.filename: _read_zip_member(path, m))
+            found.setdefault(file_key(info.filename), Blob(read, where, verified))
         return found
     if _is_tar(path):
         with tarfile.open(path) as tf:
@@ -109,6 +134,9 @@ def index_path(path: Path, spec: DatasetSpec | None = None) -> dict[str, Blob]:
         for m in members:
             if m.isfile():
                 found.setdefault(normalize_name(m.name), Blob(lambda n=m.name: _read_tar_member(path, n), f"{path}:{m.name}"))
+        return found
+    if path.suffix == ".npy":  # an unpacked MNIST-C folder: the corruption's folder names the file
+        found[file_key(f"{path.parent.name}/{path.name}")] = Blob(lambda: _npy_as_idx(path.read_bytes(), str(path)), str(path))
         return found
     found[normalize_name(path.name)] = Blob(path.read_bytes, str(path))
     return found
@@ -191,7 +219,7 @@ class Source:
         """The blobs in `index` that stand for the spec's files; all four must be there."""
         chosen, missing = {}, []
         for fs in spec.files:
-            blob = index.get(normalize_name(fs.stem))
+            blob = index.get(file_key(fs.stem))
             if blob is None:
                 missing.append(fs.name)
             else:

@@ -201,3 +201,51 @@ def accuracy_vs_time(rows: list[dict]):
         ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
+
+
+def corruption_grid(shown: dict, classes: list[str], accuracy: dict):
+    """One row per corruption (its name and accuracy), a few digits each with the model's answer above it; wrong
+    answers in red and framed. `shown`: name -> (uint8 images (k, 28, 28), predicted classes, true classes)."""
+    plt = _plt()
+    cols = max((len(images) for images, _, _ in shown.values()), default=1)
+    fig, axes = plt.subplots(len(shown), cols + 1, figsize=(1.05 * (cols + 2), 1.1 * len(shown)), squeeze=False,
+                             gridspec_kw={"width_ratios": [2.2] + [1] * cols})
+    for row, (name, (images, predicted, truth)) in zip(axes, shown.items()):
+        for ax in row:
+            ax.axis("off")
+        row[0].text(1.0, 0.5, f"{name.replace('_', ' ')}\n{accuracy[name]:.1%}", ha="right", va="center", fontsize=9,
+                    transform=row[0].transAxes)
+        for ax, image, p, t in zip(row[1:], images, predicted, truth):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            wrong = int(p) != int(t)
+            ax.set_title(classes[int(p)], fontsize=8, pad=1, color="crimson" if wrong else "black")
+            if wrong:
+                ax.axis("on")
+                ax.set(xticks=[], yticks=[])
+                for side in ax.spines.values():
+                    side.set_color("crimson")
+                    side.set_linewidth(2)
+    fig.suptitle("MNIST-C: the model's answer above each digit, wrong ones in red; its accuracy on the whole "
+                 "corrupted test set beside each row", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def robustness_curve(adversarial: dict):
+    """Accuracy against eps under FGSM and PGD (with their 95% intervals), from robustness.json's `adversarial`."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for kind, style in (("fgsm", "s--"), ("pgd", "o-")):
+        eps = [0.0] + [float(e) for e in adversarial[kind]]
+        acc = [adversarial["clean"]] + list(adversarial[kind].values())
+        low = [adversarial["clean_interval"][0]] + [adversarial["intervals"][kind][e][0] for e in adversarial[kind]]
+        high = [adversarial["clean_interval"][1]] + [adversarial["intervals"][kind][e][1] for e in adversarial[kind]]
+        ax.plot(eps, acc, style, label=kind.upper() if kind == "fgsm" else
+                f"PGD-{adversarial['pgd_steps']} ({adversarial['pgd_restarts']} start{'s' if adversarial['pgd_restarts'] > 1 else ''})")
+        ax.fill_between(eps, low, high, alpha=0.2)
+    ax.set(xlabel="eps (l_inf, pixels in [0, 1])", ylabel="accuracy", ylim=(0, 1.02),
+           title=f"under attack: first {adversarial['images']:,} test images")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -39,11 +39,41 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
         raise RunError(f"{run.path} did not finish (no metrics.json): resume it with mnistlab train --resume {run.path}")
     out = Path(out_dir) if out_dir else run.path
     ev, test, probs = evaluate_with_probs(run, data_dir=data_dir)
-    spec = get_spec(run.config["dataset"])
-    classes = run.classes
-    m = run.metrics
-    history = run.history
+    from mnistlab.robustness import read_robustness
 
+    spec = get_spec(run.config["dataset"])
+    m = run.metrics
+    robust = read_robustness(run)
+    figures = {**_figures(run, ev, test, probs, spec), **_robustness_figures(run, robust)}
+
+    summary = [("test accuracy", ev["accuracy"]), ("errors", f"{ev['errors']:,} of {ev['n']:,}"), ("test loss", ev["loss"]),
+               ("top-3 accuracy", ev["top_k_accuracy"].get("3")), ("macro F1", ev["macro_f1"]), ("ECE", ev["ece"]),
+               *_calibration_rows(m),
+               ("train seconds", m.get("train_seconds")), ("parameters", m.get("params")),
+               ("multiply-adds / image", m.get("macs")), ("test images / second", m.get("test_images_per_second"))]
+    summary = [(k, v) for k, v in summary if v is not None]
+    cfg_rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in run.config.items()
+                if k not in ("classes", "dataset_sha256", "augment_resolved")]
+    env_rows = [("device", m.get("device")), ("threads", m.get("threads")),
+                *[(k, v) for k, v in (m.get("hardware") or {}).items()], *[(k, v) for k, v in (m.get("versions") or {}).items()]]
+    env_rows = [(k, v) for k, v in env_rows if v not in (None, "")]
+    title = f"{run.config['model']} on {spec.title}"
+
+    tables = {"confusion": ("Per-class metrics", ["class", "precision", "recall", "F1", "support"], _per_class_rows(ev)),
+              **_robustness_tables(robust)}
+    atomic_write_bytes(out / "report.html", _html(title, run, summary, cfg_rows, env_rows, tables, figures).encode(),
+                       hint="the run folder must be writable", error=RunError)
+    files = out / "report_files"
+    for key, (_, png) in figures.items():
+        atomic_write_bytes(files / f"{key}.png", png, hint="the run folder must be writable", error=RunError)
+    atomic_write_bytes(out / "report.md", _markdown(title, run, summary, cfg_rows, env_rows, tables, figures).encode(),
+                       hint="the run folder must be writable", error=RunError)
+    return {"html": out / "report.html", "md": out / "report.md"}
+
+
+def _figures(run: Run, ev: dict, test, probs: np.ndarray, spec) -> dict[str, tuple[str, bytes]]:
+    """The report's pictures of the run itself, by key: (caption, PNG)."""
+    classes, history = run.classes, run.history
     figures: dict[str, tuple[str, bytes]] = {}
     if history:
         figures["curves"] = ("Learning curves", plots.to_png(plots.learning_curves(history, f"{run.config['model']} on {spec.name}",
@@ -66,28 +96,7 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
     figures.update(_confused_pairs(ev, test, pred, classes))
     if run.kind == "neural":
         figures.update(_inside(run, test, pred))
-
-    summary = [("test accuracy", ev["accuracy"]), ("errors", f"{ev['errors']:,} of {ev['n']:,}"), ("test loss", ev["loss"]),
-               ("top-3 accuracy", ev["top_k_accuracy"].get("3")), ("macro F1", ev["macro_f1"]), ("ECE", ev["ece"]),
-               *_calibration_rows(m),
-               ("train seconds", m.get("train_seconds")), ("parameters", m.get("params")),
-               ("multiply-adds / image", m.get("macs")), ("test images / second", m.get("test_images_per_second"))]
-    summary = [(k, v) for k, v in summary if v is not None]
-    cfg_rows = [(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in run.config.items()
-                if k not in ("classes", "dataset_sha256", "augment_resolved")]
-    env_rows = [("device", m.get("device")), ("threads", m.get("threads")),
-                *[(k, v) for k, v in (m.get("hardware") or {}).items()], *[(k, v) for k, v in (m.get("versions") or {}).items()]]
-    env_rows = [(k, v) for k, v in env_rows if v not in (None, "")]
-    title = f"{run.config['model']} on {spec.title}"
-
-    atomic_write_bytes(out / "report.html", _html(title, run, summary, cfg_rows, env_rows, ev, figures).encode(),
-                       hint="the run folder must be writable", error=RunError)
-    files = out / "report_files"
-    for key, (_, png) in figures.items():
-        atomic_write_bytes(files / f"{key}.png", png, hint="the run folder must be writable", error=RunError)
-    atomic_write_bytes(out / "report.md", _markdown(title, run, summary, cfg_rows, env_rows, ev, figures).encode(),
-                       hint="the run folder must be writable", error=RunError)
-    return {"html": out / "report.html", "md": out / "report.md"}
+    return figures
 
 
 MAP_IMAGES = 2000  # test images on the map: enough to see the clusters, t-SNE in seconds on a CPU
@@ -132,6 +141,43 @@ def _inside(run: Run, test, pred: np.ndarray) -> dict:
     return figures
 
 
+def _robustness_figures(run: Run, robust: dict | None) -> dict:
+    """`mnistlab robustness`'s picture of the corruptions and the accuracy against eps, when it has been run."""
+    if robust is None:
+        return {}
+    from mnistlab.robustness import PICTURE
+
+    figures = {}
+    if (run.path / PICTURE).exists():
+        figures["robustness"] = ("How robust is it: MNIST-C corruptions", (run.path / PICTURE).read_bytes())
+    adv = robust.get("adversarial") or {}
+    if adv.get("pgd"):
+        figures["attacks"] = ("How robust is it: accuracy under attack", plots.to_png(plots.robustness_curve(adv)))
+    return figures
+
+
+def _robustness_tables(robust: dict | None) -> dict:
+    """The corruption table (beside mnistlab's own where the official files were used) and the attack table."""
+    if robust is None:
+        return {}
+    own = robust.get("own_vs_official", {})
+    source = robust.get("corruption_source")
+    rows = [(name.replace("_", " "), acc, *([own[name]["own"]] if own else [])) for name, acc in robust["corruptions"].items()]
+    rows += [("clean (the same prediction, no corruption)", robust["clean"], *([robust["clean"]] if own else [])),
+             ("mean over the 15", robust["mean_corruption_accuracy"],
+              *([float(np.mean([o["own"] for o in own.values()]))] if own else []))]
+    which = source if isinstance(source, str) else "official where cached"
+    tables = {"robustness": (f"Accuracy per corruption ({which})", ["corruption", "accuracy",
+                                                                    *(["mnistlab's own corruptions"] if own else [])], rows)}
+    adv = robust.get("adversarial") or {}
+    if adv.get("pgd"):
+        tables["attacks"] = (f"Under l_inf attack: first {adv['images']:,} test images, PGD {adv['pgd_steps']} steps of "
+                             f"{adv['pgd_step_size']:g}, {adv['pgd_restarts']} random start(s)",
+                             ["eps", "FGSM", "PGD", "PGD 95% interval"],
+                             [(e, adv["fgsm"][e], adv["pgd"][e], "{:.3f} - {:.3f}".format(*adv["intervals"]["pgd"][e])) for e in adv["pgd"]])
+    return tables
+
+
 def _calibration_rows(m: dict) -> list[tuple[str, object]]:
     """The temperature and what it did: ECE and NLL on the test set before and after (fitted on held-out
     training images, never on the test set)."""
@@ -155,7 +201,7 @@ def _per_class_rows(ev: dict) -> list:
     return [(p["class"], p["precision"], p["recall"], p["f1"], p["support"]) for p in ev["per_class"]]
 
 
-def _html(title, run, summary, cfg_rows, env_rows, ev, figures) -> str:
+def _html(title, run, summary, cfg_rows, env_rows, tables, figures) -> str:
     cards = "".join(f'<div class="card">{html.escape(k)}<b>{html.escape(_fmt(v))}</b></div>' for k, v in summary[:4])
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -164,8 +210,9 @@ def _html(title, run, summary, cfg_rows, env_rows, ev, figures) -> str:
     for key, (caption, png) in figures.items():
         parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' src='data:image/png;base64,"
                      f"{base64.b64encode(png).decode()}'>")
-        if key == "confusion":
-            parts += ["<h2>Per-class metrics</h2>", _table_html(["class", "precision", "recall", "F1", "support"], _per_class_rows(ev))]
+        if key in tables:
+            caption, header, rows = tables[key]
+            parts += [f"<h2>{html.escape(caption)}</h2>", _table_html(header, rows)]
     parts += ["<h2>Configuration</h2>", _table_html(["setting", "value"], cfg_rows),
               "<h2>Timing, hardware and versions</h2>", _table_html(["", ""], env_rows), "</body></html>"]
     return "\n".join(parts)
@@ -177,12 +224,13 @@ def _table_md(header: list[str], rows: list) -> str:
     return "\n".join(lines)
 
 
-def _markdown(title, run, summary, cfg_rows, env_rows, ev, figures) -> str:
+def _markdown(title, run, summary, cfg_rows, env_rows, tables, figures) -> str:
     parts = [f"# {title}", f"Run `{run.path}`", "## Summary", _table_md(["metric", "value"], summary)]
     for key, (caption, _) in figures.items():
         parts.append(f"## {caption}\n![{caption}](report_files/{key}.png)")
-        if key == "confusion":
-            parts += ["## Per-class metrics", _table_md(["class", "precision", "recall", "F1", "support"], _per_class_rows(ev))]
+        if key in tables:
+            caption, header, rows = tables[key]
+            parts += [f"## {caption}", _table_md(header, rows)]
     parts += ["## Configuration", _table_md(["setting", "value"], cfg_rows), "## Timing, hardware and versions",
               _table_md(["", ""], env_rows)]
     return "\n\n".join(parts) + "\n"

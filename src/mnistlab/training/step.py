@@ -2,7 +2,7 @@
 
 The epoch loop calls `step(x, y, lr, gen)` once per batch of images already augmented one by one
 (training/batches.py); the step object owns what happens then (label mixing, forward, loss, backward, the
-optimiser update, the weight average's update) and keeps the running loss, accuracy and image count on the
+optimiser update, the weight average's update; first, in adversarial training, the attack) and keeps the running loss, accuracy and image count on the
 device, so the loop never waits for the accelerator; `totals()` reads them.
 
 - EagerStep: PyTorch as written, on any device, in fp32 or under bf16 autocast.
@@ -22,6 +22,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from mnistlab.training.adversarial import Adversary
 from mnistlab.training.augment import Augment, mix_batch
 from mnistlab.training.averaging import WeightAverage
 from mnistlab.training.engine import Engine
@@ -31,8 +32,9 @@ log = logging.getLogger("mnistlab")
 
 class EagerStep:
     def __init__(self, net, optimizer, engine: Engine, *, label_smoothing: float = 0.0, augment: Augment | None = None,
-                 forward=None, average: WeightAverage | None = None):
+                 forward=None, average: WeightAverage | None = None, adversary: Adversary | None = None):
         self.net, self.opt, self.engine = net, optimizer, engine
+        self.adversary = adversary  # adversarial training: each batch attacked first (training/adversarial.py)
         self.forward = forward or net  # DistributedDataParallel wraps the net for the step
         self.label_smoothing = label_smoothing
         self.augment = augment or Augment()  # only its label mixing (mixup, cutmix) happens here: it needs the batch
@@ -68,6 +70,8 @@ class EagerStep:
     def _compute(self, x, y, gen):
         """Mix labels, forward, loss, backward, update; returns this batch's summed loss and correct count."""
         mixed = None
+        if self.adversary is not None:
+            x = self.adversary.attack(self.forward, x, y, self._autocast)
         if self.augment.mixing:
             x, *mixed = mix_batch(x, y, self.augment, gen)
         if self.channels_last:
@@ -181,8 +185,9 @@ class GraphStep(EagerStep):
 
 
 def make_step(net, optimizer, engine: Engine, *, batch_size: int, label_smoothing: float, augment: Augment,
-              forward=None, average: WeightAverage | None = None) -> EagerStep:
-    kw = {"label_smoothing": label_smoothing, "augment": augment, "forward": forward, "average": average}
+              forward=None, average: WeightAverage | None = None, adversary: Adversary | None = None) -> EagerStep:
+    kw = {"label_smoothing": label_smoothing, "augment": augment, "forward": forward, "average": average,
+          "adversary": adversary}
     if engine.step == "cuda-graph":
         return GraphStep(net, optimizer, engine, batch_size=batch_size, **kw)
     return EagerStep(net, optimizer, engine, **kw)

@@ -29,6 +29,7 @@ from mnistlab.models import count_macs, count_params, get_model_info
 from mnistlab.run import DatasetFacts, Run, RunFolder, build_net
 from mnistlab.split import Split, split_indices
 from mnistlab.training import tensorboard
+from mnistlab.training.adversarial import Adversary
 from mnistlab.training.augment import Augment, parse_augment
 from mnistlab.training.averaging import WeightAverage
 from mnistlab.training.batches import epoch_batches
@@ -337,7 +338,8 @@ def _train_net(folder: RunFolder, train_ds, test_ds, split: Split, procs, progre
     data = TrainingData.load(train_ds, test_ds, split, engine.device, model.channels_last)
     augment = parse_augment(cfg.augment)
     step = make_step(model.net, model.optimizer, engine, batch_size=cfg.batch_size // procs.world,
-                     label_smoothing=cfg.label_smoothing, augment=augment, forward=model.forward, average=model.average)
+                     label_smoothing=cfg.label_smoothing, augment=augment, forward=model.forward, average=model.average,
+                     adversary=Adversary.from_config(cfg))
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.net.modules())
     steps = (len(data.x) + cfg.batch_size - 1) // cfg.batch_size
     board = (tensorboard.TensorBoardLog(cfg.tensorboard, folder.facts.classes, len(done.curve))

@@ -1,0 +1,61 @@
+"""Adversarial training: each batch is attacked before the step learns from it (Madry et al. 2018).
+
+Two attacks, both l_inf on [0, 1] pixels, through the same signed-gradient ascent as `mnistlab robustness`
+(robustness/attacks.py):
+- pgd: k steps of `step_size` from a random start in the eps-ball (the MNIST challenge's net: 40 steps of 0.01);
+  k + 1 forward and backward passes per batch.
+- fgsm: one step of 1.25 eps from a random start (Wong, Rice and Kolter 2020, "Fast is better than free"): two passes
+  per batch, the cheap way.
+The step object (training/step.py) calls `Adversary.attack` on each batch with the net as it trains (its training
+mode and its number format), so it runs with every engine: eager, bf16 autocast, and inside the CUDA graph's capture
+(its random start comes from the device's default generator, which graphs replay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mnistlab.errors import InvalidArgument, UnknownName
+
+KINDS = ("none", "fgsm", "pgd")
+FGSM_STEP = 1.25  # Wong et al.'s step, in units of eps
+
+
+@dataclass(frozen=True)
+class Adversary:
+    kind: str  # fgsm | pgd
+    eps: float  # the l_inf budget on [0, 1] pixels
+    steps: int  # ascent steps (fgsm: 1)
+    step_size: float
+
+    @classmethod
+    def from_config(cls, cfg) -> "Adversary | None":
+        """The training attack a TrainConfig asks for (None for adversarial = none); its settings checked."""
+        kind = cfg.adversarial
+        if kind not in KINDS:
+            raise UnknownName("adversarial training", kind, KINDS)
+        if kind == "none":
+            return None
+        if not 0 < cfg.adversarial_eps <= 1:
+            raise InvalidArgument(f"adversarial eps must be in (0, 1] (pixels are in [0, 1]), got {cfg.adversarial_eps!r}")
+        if kind == "pgd" and (not isinstance(cfg.adversarial_steps, int) or cfg.adversarial_steps < 1):
+            raise InvalidArgument(f"adversarial steps must be a whole number >= 1, got {cfg.adversarial_steps!r}")
+        if cfg.adversarial_step_size is not None and cfg.adversarial_step_size <= 0:
+            raise InvalidArgument(f"adversarial step size must be > 0, got {cfg.adversarial_step_size!r}")
+        default = FGSM_STEP * cfg.adversarial_eps if kind == "fgsm" else 0.01
+        return cls(kind, float(cfg.adversarial_eps), 1 if kind == "fgsm" else cfg.adversarial_steps,
+                   float(cfg.adversarial_step_size or default))
+
+    def attack(self, forward, x: torch.Tensor, y: torch.Tensor, autocast) -> torch.Tensor:
+        """`x` moved within eps (and [0, 1]) to raise `forward`'s loss on labels `y`."""
+        from mnistlab.robustness.attacks import ascend, start_point
+
+        def loss_of(images):
+            with autocast():
+                logits = forward(images)
+            return F.cross_entropy(logits.float(), y, reduction="sum"), logits
+
+        return ascend(loss_of, x, start_point(x, self.eps, True), self.eps, self.steps, self.step_size)
