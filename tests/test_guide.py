@@ -90,7 +90,7 @@ def test_the_guide_runs(real_home, tmp_path, monkeypatch):
     for cell in nb.cells:  # the suite's shorter settings, as the guide's text says
         ci = cell.get("metadata", {}).get("mnistlab", {}).get("ci")
         if ci:
-            cell.source = re.sub(r"^(mnistlab (?:train|sweep)\b.*)$", lambda m: f"{m.group(1)} {ci}", cell.source, flags=re.M)
+            cell.source = re.sub(r"^(mnistlab (?:train|sweep|robustness)\b.*)$", lambda m: f"{m.group(1)} {ci}", cell.source, flags=re.M)
     client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     try:
         client.execute()
@@ -102,5 +102,5 @@ def test_the_guide_runs(real_home, tmp_path, monkeypatch):
     assert len(pictures) >= 4  # the samples, class means, augmentation and Fashion-MNIST pictures, shown in the notebook
     # what the guide says the blocks make, they made
     for made in ("mnist-samples.png", "mnist-means.png", "augmented.png", "runs/cnn/report.html", "digits.onnx",
-                 "sweeps/cnn/sweep.md", "runs/fashion-from-mnist/metrics.json", "steps"):
+                 "sweeps/cnn/sweep.md", "runs/fashion-from-mnist/metrics.json", "steps", "runs/cnn/robustness.json"):
         assert (tmp_path / made).exists(), made

@@ -24,6 +24,7 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("room, forbidden", [("evaluate", "mnistlab.training"), ("serve", "mnistlab.training"),
                                              ("export.py", "mnistlab.training"), ("explain", "mnistlab.training"),
+                                             ("robustness", "mnistlab.training"),
                                              ("data", "mnistlab.")])
 def test_a_room_imports_nothing_it_must_not(room, forbidden):
     files = [SRC / room] if room.endswith(".py") else sorted((SRC / room).rglob("*.py"))
@@ -33,7 +34,8 @@ def test_a_room_imports_nothing_it_must_not(room, forbidden):
 
 
 def test_reading_evaluating_and_serving_a_run_loads_nothing_of_training():
-    code = ("import sys, mnistlab.evaluate.report, mnistlab.serve.app, mnistlab.export, mnistlab.evaluate.compare, mnistlab.explain; "
+    code = ("import sys, mnistlab.evaluate.report, mnistlab.serve.app, mnistlab.export, mnistlab.evaluate.compare, mnistlab.explain, "
+            "mnistlab.robustness, mnistlab.robustness.attacks, mnistlab.robustness.corruptions; "
             "print(sorted(m for m in sys.modules if m.startswith('mnistlab.training')))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
 

@@ -63,3 +63,23 @@ def test_unknown_names_fail_before_anything_runs(tmp_path, capsys):
 def test_suites_cover_the_zoo():
     models = {m for _, m, _ in plan("full", None, None)}
     assert {"logreg", "linear-svm", "rbf-svm", "rbf-svm-approx", "knn", "mlp", "cnn", "lenet5", "resnet"} <= models
+
+
+@pytest.mark.realdata
+def test_bench_robustness_adds_the_mnist_c_and_pgd_columns(real_home, tmp_path, monkeypatch):
+    import functools
+
+    import mnistlab.robustness as robustness
+
+    monkeypatch.setattr(robustness, "measure_robustness",  # the bench's own settings, on fewer images for a test
+                        functools.partial(robustness.measure_robustness, corruption_images=200, steps=10, step_size=0.04))
+    result = run_bench("quick", models=["mlp"], seeds=1, out=tmp_path / "b", data_dir=real_home,
+                       settings={"train_subset": 2000, "epochs": 1}, robustness=True, attack_images=50)
+    row = result["rows"][0]
+    assert 0.3 < row["mean_corruption_accuracy"] < row["accuracy_mean"]
+    assert 0 <= row["pgd_0.3"] <= row["pgd_0.2"] <= row["pgd_0.1"] < row["accuracy_mean"]
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert "MNIST-C mean" in md and f"{row['mean_corruption_accuracy']:.2%}" in md
+    with open(tmp_path / "b" / "bench.csv") as fh:
+        assert "pgd_0.3" in next(csv.reader(fh))
+    assert (tmp_path / "b" / "runs" / "mnist-mlp-s0" / "robustness.json").exists()

@@ -164,3 +164,24 @@ def test_robustness_uses_the_official_files_where_cached_and_says_how_close_its_
     assert close["brightness"]["mean_abs_pixel_difference"] < 0.5 / 255
     with pytest.raises(Exception, match="not in the cache"):
         measure_robustness(mnist_run, data_dir=home, corruption_images=20, attack_images=0, corruptions="official", write=False)
+
+
+# ---------------------------------------------------------------------- every neural net of the zoo, tiny data
+
+@pytest.mark.parametrize("model", ["mlp", "mlp-300", "cnn", "lenet5", "cnn-bn", "resnet", "simplecnn", "speednet"])
+def test_robustness_runs_for_every_neural_net_of_the_zoo(model, tmp_path, register):
+    from mnistlab.data import import_files
+    from mnistlab.models import list_models
+    from mnistlab.training import train
+    from tests.conftest import make_tiny
+
+    assert set(list_models(family="neural")) <= {"mlp", "mlp-300", "cnn", "lenet5", "cnn-bn", "resnet", "simplecnn", "speednet"}
+    tiny = make_tiny(tmp_path / "files", catalog.MNIST, n_train=40, n_test=16)
+    register(tiny.spec)
+    import_files("tiny-mnist", tiny.folder)
+    run = train(model, "tiny-mnist", out=tmp_path / model, epochs=1, batch_size=8, calibration_split=0, augment="none",
+                tta="shift")  # test-time views: the attacks go through them
+    r = measure_robustness(run, attack_images=8, steps=2, step_size=0.2, epsilons=[0.3])
+    assert len(r["corruptions"]) == 15 and r["images"] == 16
+    assert r["adversarial"]["images"] == 8 and set(r["adversarial"]["pgd"]) == {"0.3"}
+    assert (run.path / "robustness.json").exists()

@@ -203,6 +203,10 @@ def test_other_pens_and_low_resolution_scans():
     widths = (thick[:, 0, 14] > 0.5).sum(1)
     assert set(widths.tolist()) <= {2, 6} and 30 < int((widths == 6).sum()) < 56  # about 2 in 3 thicker
     assert torch.equal(augment_batch(x, parse_augment("stroke=0"), gen), x)
+    marker = augment_batch(x, parse_augment("marker=1"), gen)
+    assert set((marker[:, 0, 14] > 0.5).sum(1).tolist()) == {8}  # two pixels more on each side, every image
+    half = (augment_batch(x, parse_augment("marker=0.5"), gen)[:, 0, 14] > 0.5).sum(1)
+    assert set(half.tolist()) == {4, 8} and 16 < int((half == 8).sum()) < 48
     blocky = augment_batch(torch.rand(8, 1, 28, 28), parse_augment("blocky=1"), gen)
     for img in blocky[:, 0]:
         assert len({tuple(r.tolist()) for r in img}) <= 14 and len({tuple(c.tolist()) for c in img.T}) <= 14

@@ -39,7 +39,7 @@ def measure_robustness(run: Run | str | Path, *, attack_images: int = ATTACK_IMA
     import torch
 
     from mnistlab.data import load_dataset
-    from mnistlab.training.engine import hardware_name, pick_device
+    from mnistlab.devices import hardware_name, pick_device
 
     run = run if isinstance(run, Run) else Run(run)
     if not run.complete:

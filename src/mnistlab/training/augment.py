@@ -33,11 +33,13 @@ class Augment:
     cutmix: float = 0.0  # probability that an image gets a rectangle of another pasted in (Yun et al. 2019)
     stroke: float = 0.0  # probability that an image's strokes are drawn thicker (2 in 3) or thinner: other pens
     blocky: float = 0.0  # probability that an image is scanned at 7-14 px and enlarged without smoothing
+    marker: float = 0.0  # probability that an image's strokes are drawn two pixels thicker: a felt-tip marker
 
     @property
     def active(self) -> bool:
         """Whether the images are changed one by one (the mixing kinds are `mixing`)."""
-        return any((self.rotate, self.shift, self.scale, self.shear, self.elastic, self.erase, self.flip, self.stroke, self.blocky))
+        return any((self.rotate, self.shift, self.scale, self.shear, self.elastic, self.erase, self.flip, self.stroke, self.blocky,
+                    self.marker))
 
     @property
     def mixing(self) -> bool:
@@ -51,7 +53,7 @@ PRESETS = {
 }
 
 
-PROBABILITIES = ("elastic", "erase", "flip", "mixup", "cutmix", "stroke", "blocky")
+PROBABILITIES = ("elastic", "erase", "flip", "mixup", "cutmix", "stroke", "blocky", "marker")
 
 
 def parse_augment(text: str | Augment | None) -> Augment:
@@ -162,7 +164,7 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator | None = N
 
 def _other_pens(x: torch.Tensor, aug: Augment, gen: torch.Generator | None) -> torch.Tensor:
     """Strokes thicker or thinner by a pixel (grey-level dilation or erosion: a 3x3 max of the ink, or of the
-    paper), and low-resolution scans (down to one side length per batch, 7 to 14 px, by area, then up to 28 by
+    paper), a marker's strokes (two pixels thicker), and low-resolution scans (down to one side length per batch, 7 to 14 px, by area, then up to 28 by
     nearest neighbour). Drawn apart, and only when asked for, so the other settings' random numbers stay."""
     n, dev = len(x), x.device
     if aug.stroke > 0:
@@ -176,6 +178,9 @@ def _other_pens(x: torch.Tensor, aug: Augment, gen: torch.Generator | None) -> t
         side = 7 + int(u[-1].item() * 8) if dev.type != "cuda" else 10  # one size per batch (a fixed one inside a CUDA graph)
         low = F.interpolate(F.adaptive_avg_pool2d(x, side), size=x.shape[-2:], mode="nearest")
         x = torch.where((u[:n] < aug.blocky).view(n, 1, 1, 1), low, x)
+    if aug.marker > 0:  # a 5x5 dilation: two pixels more ink on every side
+        u = torch.rand(n, generator=gen, device=dev)
+        x = torch.where((u < aug.marker).view(n, 1, 1, 1), F.max_pool2d(x, 5, stride=1, padding=2), x)
     return x
 
 

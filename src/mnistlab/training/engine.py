@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from mnistlab.devices import hardware_name, pick_device  # noqa: F401  (training's names for them)
 from mnistlab.errors import InvalidArgument
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -29,18 +30,6 @@ class Engine:
 
     def describe(self) -> dict:
         return {"device": str(self.device), "precision": self.precision, "step": self.step}
-
-
-def pick_device(name: str):
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InvalidArgument("device cuda requested but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InvalidArgument("device mps requested but it is not available; use --device cpu or auto")
-    return torch.device(name)
 
 
 @functools.cache
@@ -85,20 +74,3 @@ def resolve_engine(device_name: str, precision: str, step: str, *, optimizer: st
         if distributed:
             raise InvalidArgument("--step cuda-graph does not run under --distributed; use --step eager")
     return Engine(device, precision, step)
-
-
-def hardware_name(device) -> str:
-    """The GPU's or the CPU's model name, for every number recorded."""
-    import platform
-
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
