@@ -164,8 +164,9 @@ def augment_batch(x: torch.Tensor, aug: Augment, gen: torch.Generator | None = N
 
 def _other_pens(x: torch.Tensor, aug: Augment, gen: torch.Generator | None) -> torch.Tensor:
     """Strokes thicker or thinner by a pixel (grey-level dilation or erosion: a 3x3 max of the ink, or of the
-    paper), a marker's strokes (two pixels thicker), and low-resolution scans (down to one side length per batch, 7 to 14 px, by area, then up to 28 by
-    nearest neighbour). Drawn apart, and only when asked for, so the other settings' random numbers stay."""
+    paper), low-resolution scans (down to one side length per batch, 7 to 14 px, by area, then up to 28 by nearest
+    neighbour), and a marker's strokes (two pixels thicker). Drawn apart, and only when asked for, so the other
+    settings' random numbers stay."""
     n, dev = len(x), x.device
     if aug.stroke > 0:
         u = torch.rand(n, 2, generator=gen, device=dev)
