@@ -100,3 +100,39 @@ def test_the_cli_trains_adversarially(tmp_path, register, capsys):
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["adversarial"] == "pgd" and cfg["adversarial_steps"] == 2 and np.isfinite(
         json.loads((tmp_path / "run" / "metrics.json").read_text())["test_loss"])
+
+
+def test_the_attack_runs_under_bf16_autocast_and_stays_within_eps():
+    """In bf16 the attack's forward passes run under autocast too; the images it makes stay inside the ball."""
+    seen = []
+    adversary = Adversary("pgd", 0.1, 3, 0.05)
+    net = create_model("cnn", 10)
+
+    def forward(x):
+        seen.append(x.detach().clone())
+        return net(x)
+
+    engine = Engine(CPU, "bf16", "eager")
+    step = make_step(net, make_optimizer("adam", net.parameters(), 1e-3, 0.0, engine), engine, batch_size=8,
+                     label_smoothing=0.0, augment=Augment(), forward=forward, adversary=adversary)
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8)
+    step(x, y, 1e-3)
+    assert len(seen) == 4  # three attack steps, then the step that learns
+    assert all(float((s - x).abs().max()) <= 0.1 + 1e-6 and float(s.min()) >= 0 and float(s.max()) <= 1 for s in seen)
+    assert float((seen[-1] - x).abs().max()) > 0.05
+    assert np.isfinite(step.totals()[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_adversarial_training_inside_the_cuda_graph(tmp_path):
+    from mnistlab.training.step import GraphStep
+
+    net = create_model("cnn", 10).cuda()
+    engine = Engine(torch.device("cuda"), "fp32", "cuda-graph")
+    step = make_step(net, make_optimizer("adam", net.parameters(), 1e-3, 0.0, engine), engine, batch_size=32,
+                     label_smoothing=0.0, augment=Augment(), adversary=Adversary("fgsm", 0.3, 1, 0.375))
+    assert isinstance(step, GraphStep)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for _ in range(8):
+        step(torch.rand(32, 1, 28, 28, device="cuda", generator=g), torch.randint(0, 10, (32,), device="cuda", generator=g), 1e-3)
+    assert step.graph is not None and not step.eager and np.isfinite(step.totals()[1])
