@@ -559,8 +559,9 @@ def serve_cmd(run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN]", he
 
     run = Run(run_dir) if run_dir else latest_run(runs_dir)
     if run is None:
-        err.print(f"no finished run in {runs_dir}; training the default model (cnn on mnist) first", markup=False)
-        run = train("cnn", "mnist", out=None, progress=True, data_dir=data_dir)
+        err.print(f"no finished run in {runs_dir}; training the pad's model first (--preset pad: the guides' CNN "
+                  "with other pens and low-resolution scans, on mnist)", markup=False)
+        run = train(None, "mnist", out=None, progress=True, data_dir=data_dir, preset="pad")
     app_ = create_app(run, runs_dir)
     out.print(f"serving {run.config['model']} ({run.path}) at http://{host}:{port}/")
     uvicorn.run(app_, host=host, port=port, log_level="warning")

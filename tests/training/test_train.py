@@ -379,7 +379,7 @@ def test_weight_average_and_test_time_augmentation_end_to_end(real_home, tmp_pat
     np.testing.assert_array_equal(resumed.test_probs(), whole.test_probs())
 
 
-@pytest.mark.parametrize("preset", ["best-mnist", "best-mnist-resnet", "best-fashion", "best-fashion-cpu"])
+@pytest.mark.parametrize("preset", ["best-mnist", "best-mnist-resnet", "best-fashion", "best-fashion-cpu", "pad", "robust-mnist"])
 def test_each_frontier_recipe_builds_its_net(preset):
     """A recipe is settings that the trainer takes as they are: its net builds with its arguments and predicts
     its dataset's classes, and its augmentation and test-time views parse."""
