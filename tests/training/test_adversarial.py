@@ -61,6 +61,12 @@ def test_bad_adversarial_settings_are_refused_before_any_work(settings, error):
         resolve_config({"model": "mlp", **settings})
 
 
+def test_a_classical_model_is_refused_adversarial_training(tmp_path):
+    with pytest.raises(InvalidArgument, match="--adversarial attacks the batches of a neural net"):
+        train("logreg", "mnist", out=tmp_path / "run", adversarial="fgsm")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_preset_is_fgsm_at_the_challenges_eps():
     cfg = resolve_config({"preset": "robust-mnist"})
     assert (cfg.adversarial, cfg.adversarial_eps, cfg.model) == ("fgsm", 0.3, "cnn")

@@ -61,7 +61,8 @@ def measure_robustness(run: Run | str | Path, *, attack_images: int = ATTACK_IMA
     with _bar(progress) as bar:
         result |= _corruptions(run, images, labels, predict, corruptions, seed, dev, data_dir, bar)
         if target is None:
-            result["adversarial"] = {"skipped": f"attacks need gradients; {run.config['model']!r} is not a neural net"}
+            result["adversarial"] = {"skipped": "attacks need gradients; " + (
+                "a member of this ensemble is not a neural net" if run.kind == ENSEMBLE else f"{run.config['model']!r} is not a neural net")}
         elif attack_images == 0:
             result["adversarial"] = {"skipped": "--attack-images 0: no attacks"}
         else:

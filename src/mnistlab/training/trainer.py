@@ -148,7 +148,8 @@ def _check_settings(cfg: TrainConfig, procs: Processes):
     if family != "neural":
         for given, what in ((not cfg.evaluate_test, "evaluate_test = false is for neural nets (sweep trials)"),
                             (procs.active, "--distributed trains neural nets"),
-                            (cfg.tensorboard, "--tensorboard logs the training of neural nets")):
+                            (cfg.tensorboard, "--tensorboard logs the training of neural nets"),
+                            (cfg.adversarial != "none", "--adversarial attacks the batches of a neural net's training")):
             if given:
                 raise InvalidArgument(f"{what}; {cfg.model!r} is a {family} model")
         return spec, None
