@@ -496,7 +496,7 @@ def robustness_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A fi
                    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
                    data_dir: Optional[Path] = DataDir):
     """Accuracy on MNIST-C's 15 corruptions and under FGSM and PGD attacks; writes RUN/robustness.json and robustness.png."""
-    from mnistlab.robustness import EPSILONS, measure_robustness
+    from mnistlab.robustness import EPSILONS, measure_robustness, source_words
 
     r = measure_robustness(run_dir, attack_images=attack_images, epsilons=eps or EPSILONS, steps=steps, step_size=step_size,
                            restarts=restarts, corruptions=corruptions, corruption_images=corruption_images, seed=seed,
@@ -505,7 +505,7 @@ def robustness_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A fi
         print(json.dumps(r, indent=2))
         return
     out.print(f"[bold]{r['model']}[/bold] on {r['dataset']}: clean {r['clean']:.2%} on {r['images']:,} test images, "
-              f"corruptions ({_source_words(r['corruption_source'])}) mean {r['mean_corruption_accuracy']:.2%}")
+              f"corruptions ({source_words(r['corruption_source'])}) mean {r['mean_corruption_accuracy']:.2%}")
     table = Table("corruption", "accuracy", *(["mnistlab's own"] if "own_vs_official" in r else []), box=None)
     for name, acc in r["corruptions"].items():
         extra = [f"{r['own_vs_official'][name]['own']:.2%}"] if name in r.get("own_vs_official", {}) else []
@@ -524,10 +524,6 @@ def robustness_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A fi
             table.add_row(e, f"{adv['fgsm'][e]:.1%}", f"{adv['pgd'][e]:.1%}", f"{low:.1%}-{high:.1%}")
         out.print(table)
     out.print(f"wrote {Path(run_dir) / 'robustness.json'} and {r['picture']}")
-
-
-def _source_words(source) -> str:
-    return source if isinstance(source, str) else "official where cached, mnistlab's for the rest"
 
 
 @app.command("export")

@@ -184,7 +184,7 @@ def _predict_speed(run, data_dir, repeats: int = 3) -> float:
 
 def _csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS + (ROBUST if any(ROBUST[0] in r for r in rows) else []), extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS + (ROBUST if _with_robustness(rows) else []), extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow({**r, "settings": json.dumps(r["settings"], sort_keys=True), "vs_best": _against(r.get("vs_best"))})
@@ -192,7 +192,7 @@ def _csv(rows: list[dict]) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    robust = any(ROBUST[0] in r for r in rows)
+    robust = _with_robustness(rows)
     extra_head = " MNIST-C mean | PGD eps 0.1 | PGD eps 0.2 | PGD eps 0.3 |" if robust else ""
     lines = ["| dataset | model | test accuracy | 95% interval | against the best | train s | predict img/s | params | published reference |"
              + extra_head, "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |" + (" ---: |" * 4 if robust else "")]
@@ -221,6 +221,11 @@ def _against(vs: dict | None) -> str:
         return "best"
     p = f"{vs['test']} p {vs['p_holm']:.2g}"
     return f"worse, real ({p})" if vs["verdict"] == "real" else f"tie ({p})"
+
+
+def _with_robustness(rows: list[dict]) -> bool:
+    """Whether the sweep measured robustness (`--robustness`): its rows carry the extra columns."""
+    return any(ROBUST[0] in r for r in rows)
 
 
 def _pct(v) -> str:

@@ -160,14 +160,15 @@ def _robustness_tables(robust: dict | None) -> dict:
     """The corruption table (beside mnistlab's own where the official files were used) and the attack table."""
     if robust is None:
         return {}
+    from mnistlab.robustness import source_words
+
     own = robust.get("own_vs_official", {})
     source = robust.get("corruption_source")
     rows = [(name.replace("_", " "), acc, *([own[name]["own"]] if own else [])) for name, acc in robust["corruptions"].items()]
     rows += [("clean (the same prediction, no corruption)", robust["clean"], *([robust["clean"]] if own else [])),
              ("mean over the 15", robust["mean_corruption_accuracy"],
               *([float(np.mean([o["own"] for o in own.values()]))] if own else []))]
-    which = source if isinstance(source, str) else "official where cached"
-    tables = {"robustness": (f"Accuracy per corruption ({which})", ["corruption", "accuracy",
+    tables = {"robustness": (f"Accuracy per corruption ({source_words(source)})", ["corruption", "accuracy",
                                                                     *(["mnistlab's own corruptions"] if own else [])], rows)}
     adv = robust.get("adversarial") or {}
     if adv.get("pgd"):

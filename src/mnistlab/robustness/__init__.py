@@ -54,12 +54,13 @@ def measure_robustness(run: Run | str | Path, *, attack_images: int = ATTACK_IMA
     target = _target(run, dev)
     predict = _predictor(run, target, dev, batch_size)
     t0 = time.perf_counter()
-    clean = predict(torch.from_numpy(images.astype(np.float32) / 255))
+    x = torch.from_numpy(images.astype(np.float32) / 255).to(dev)  # the test images once, for the clean and every corruption
+    clean = predict(x)
     result = {"run": str(run.path), "model": run.config["model"], "dataset": run.config["dataset"],
               "device": hardware_name(dev), "clean": _accuracy(clean, labels), "images": n, "seed": seed}
     result["clean_interval"] = _interval(clean == labels)
     with _bar(progress) as bar:
-        result |= _corruptions(run, images, labels, predict, corruptions, seed, dev, data_dir, bar)
+        result |= _corruptions(run, x, labels, predict, corruptions, seed, data_dir, bar)
         if target is None:
             result["adversarial"] = {"skipped": "attacks need gradients; " + (
                 "a member of this ensemble is not a neural net" if run.kind == ENSEMBLE else f"{run.config['model']!r} is not a neural net")}
@@ -143,19 +144,19 @@ def _official(name: str, n: int, data_dir):
     return ds.images[:n], np.asarray(ds.labels[:n])
 
 
-def _corruptions(run, images, labels, predict, source, seed, dev, data_dir, bar) -> dict:
-    """Accuracy per corruption, the mean, which images were used, and a few digits of each for the picture."""
+def _corruptions(run, x, labels, predict, source, seed, data_dir, bar) -> dict:
+    """Accuracy per corruption of the test images `x` ((N, 28, 28) in [0, 1], on the device), the mean, which images
+    were used, and a few digits of each for the picture."""
     import torch
 
     digits = run.config["dataset"] == "mnist"
     if source == "official" and not digits:
         raise InvalidArgument(f"the official MNIST-C files are MNIST digits; {run.path} is a {run.config['dataset']} run "
                               "(--corruptions own corrupts its own test set)")
-    x = torch.from_numpy(images.astype(np.float32) / 255).to(dev)
     task = bar.add_task("corruptions", total=len(CORRUPTIONS)) if bar else None
     accuracy, sources, own_vs_official, shown = {}, {}, {}, {}
     for name in CORRUPTIONS:
-        found = _official(name, len(images), data_dir) if digits and source != "own" else None
+        found = _official(name, len(x), data_dir) if digits and source != "own" else None
         if source == "official" and found is None:
             raise MnistlabError(f"the official MNIST-C {name} is not in the cache; mnistlab data import mnist-c "
                                 "PATH/mnist_c.zip (or --corruptions own)")
@@ -189,6 +190,11 @@ def _one_source(sources: dict) -> str | dict:
     return kinds.pop() if len(kinds) == 1 else sources
 
 
+def source_words(source: str | dict) -> str:
+    """robustness.json's `corruption_source` in words: the one set used, or a mix of them."""
+    return source if isinstance(source, str) else "official where cached, mnistlab's for the rest"
+
+
 def _attacks(target, test, n, epsilons, steps, step_size, restarts, seed, dev, batch_size, bar) -> dict:
     """FGSM and PGD accuracy per eps on the first `n` test images, batch by batch."""
     import torch
@@ -216,7 +222,8 @@ def _attacks(target, test, n, epsilons, steps, step_size, restarts, seed, dev, b
         return float(right.mean()) if len(right) else float("nan"), _interval(right)
 
     out = {"images": n, "norm": "linf", "pgd_steps": steps, "pgd_step_size": step_size, "pgd_restarts": restarts,
-           "clean": summary(clean)[0], "clean_interval": summary(clean)[1], "fgsm": {}, "pgd": {}, "intervals": {"fgsm": {}, "pgd": {}}}
+           "fgsm": {}, "pgd": {}, "intervals": {"fgsm": {}, "pgd": {}}}
+    out["clean"], out["clean_interval"] = summary(clean)
     for eps in epsilons:
         for kind, parts in (("fgsm", fgsm_right[eps]), ("pgd", pgd_right[eps])):
             out[kind][f"{eps:g}"], out["intervals"][kind][f"{eps:g}"] = summary(parts)

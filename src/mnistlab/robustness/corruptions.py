@@ -21,8 +21,8 @@ CENTRE = 13.5  # the reference keeps pixel (13.5, 13.5) fixed under its affine m
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-def _uniform(shape, gen, lo=0.0, hi=1.0, device=None):
-    return torch.rand(shape, generator=gen, device=device or gen.device) * (hi - lo) + lo
+def _uniform(shape, gen, lo=0.0, hi=1.0):
+    return torch.rand(shape, generator=gen, device=gen.device) * (hi - lo) + lo
 
 
 def _signs(n, gen):
@@ -106,7 +106,7 @@ def glass_blur(x, gen):
         for h in range(SIZE - delta, delta, -1):
             for w in range(SIZE - delta, delta, -1):
                 swap = torch.rand(n, generator=gen, device=x.device) < 0.5
-                dx, dy = (torch.randint(-delta, delta, (2, n), generator=gen, device=x.device))
+                dx, dy = torch.randint(-delta, delta, (2, n), generator=gen, device=x.device)
                 a, b = y[:, h, w].clone(), y[idx, h + dy, w + dx].clone()
                 y[:, h, w] = torch.where(swap, b, a)
                 y[idx, h + dy, w + dx] = torch.where(swap, a, b)

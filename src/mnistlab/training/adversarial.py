@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from mnistlab.errors import InvalidArgument, UnknownName
+from mnistlab.robustness.attacks import STEP_SIZE, ascend, start_point
 
 KINDS = ("none", "fgsm", "pgd")
 FGSM_STEP = 1.25  # Wong et al.'s step, in units of eps
@@ -45,14 +46,12 @@ class Adversary:
             raise InvalidArgument(f"adversarial steps must be a whole number >= 1, got {cfg.adversarial_steps!r}")
         if cfg.adversarial_step_size is not None and cfg.adversarial_step_size <= 0:
             raise InvalidArgument(f"adversarial step size must be > 0, got {cfg.adversarial_step_size!r}")
-        default = FGSM_STEP * cfg.adversarial_eps if kind == "fgsm" else 0.01
+        default = FGSM_STEP * cfg.adversarial_eps if kind == "fgsm" else STEP_SIZE
         return cls(kind, float(cfg.adversarial_eps), 1 if kind == "fgsm" else cfg.adversarial_steps,
                    float(cfg.adversarial_step_size or default))
 
     def attack(self, forward, x: torch.Tensor, y: torch.Tensor, autocast) -> torch.Tensor:
         """`x` moved within eps (and [0, 1]) to raise `forward`'s loss on labels `y`."""
-        from mnistlab.robustness.attacks import ascend, start_point
-
         def loss_of(images):
             with autocast():
                 logits = forward(images)
