@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--save-failures", default=None, help="folder for the pictures the model got wrong")
     args = ap.parse_args()
     import mnistlab
-    from mnistlab.serve.preprocess import NoDigitFound, to_mnist
+    from mnistlab.preprocess import NoDigitFound, to_mnist
     from photos import FAMILIES, render  # beside this script
 
     run = mnistlab.load_run(args.run)

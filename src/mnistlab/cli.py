@@ -361,7 +361,7 @@ def evaluate_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run 
 def report_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished run folder."),
                data_dir: Optional[Path] = DataDir):
     """Write report.html (self-contained) and report.md into the run folder."""
-    from mnistlab.evaluate.report import build_report
+    from mnistlab.report import build_report
 
     paths = build_report(run_dir, data_dir=data_dir)
     out.print(f"report: {paths['html'].resolve()}")
@@ -550,7 +550,7 @@ def serve_cmd(run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN]", he
     """The drawing pad: draw or upload a digit in the browser and watch the probabilities."""
     import uvicorn
 
-    from mnistlab.serve.app import create_app, latest_run
+    from mnistlab.serve.app import WORKERS, create_app, latest_run
     from mnistlab.training import Run, train
 
     run = Run(run_dir) if run_dir else latest_run(runs_dir)
@@ -558,7 +558,7 @@ def serve_cmd(run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN]", he
         err.print(f"no finished run in {runs_dir}; training the pad's model first (--preset pad: the guides' CNN "
                   "with other pens and low-resolution scans, on mnist)", markup=False)
         run = train(None, "mnist", out=None, progress=True, data_dir=data_dir, preset="pad")
-    app_ = create_app(run, runs_dir)
+    app_ = create_app(run, runs_dir, processes=WORKERS)
     out.print(f"serving {run.config['model']} ({run.path}) at http://{host}:{port}/")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 

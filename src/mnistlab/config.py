@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.fileio import read_toml as read_toml_file
+from mnistlab.vocabulary import PRECISIONS, SCHEDULES, STEPS, check_adversarial, parse_augment
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -50,12 +51,7 @@ class TrainConfig:
     evaluate_test: bool = True  # False for sweep trials: choosing settings must never look at the test set
 
     def validate(self) -> "TrainConfig":
-        # the checks of the training room, imported here: reading a run's config needs none of them
-        from mnistlab.training.adversarial import Adversary
-        from mnistlab.training.augment import parse_augment
-        from mnistlab.training.engine import PRECISIONS, STEPS
-        from mnistlab.training.schedule import SCHEDULES
-        from mnistlab.tta import check_tta
+        from mnistlab.tta import check_tta  # imported here: reading a run's config needs no torch
 
         def need(ok: bool, what: str):
             if not ok:
@@ -81,7 +77,7 @@ class TrainConfig:
                 raise UnknownName(name, str(value), allowed)
         if self.freeze != "none" and not self.init_from:
             raise InvalidArgument("--freeze backbone needs --init-from RUN (a backbone to keep)")
-        if Adversary.from_config(self) is not None and parse_augment(self.augment).mixing:
+        if check_adversarial(self) != "none" and parse_augment(self.augment).mixing:
             raise InvalidArgument("adversarial training attacks each image against its own label; mixup and cutmix "
                                   "mix two, so leave them out of --augment")
         check_tta(self.tta)

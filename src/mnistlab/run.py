@@ -119,7 +119,7 @@ class DatasetFacts:
 def config_record(cfg: TrainConfig, facts: DatasetFacts, world_size: int | None = None, source: dict | None = None) -> dict:
     """config.json of a trained run: its settings, the dataset's facts, the augmentation as resolved (for readers), and
     for a model not of the zoo, where it came from (models/reference.py's Origin)."""
-    from mnistlab.training.augment import parse_augment
+    from mnistlab.vocabulary import parse_augment
 
     record = {**cfg.to_dict(), "classes": list(facts.classes), "input_mean": facts.input_mean, "input_std": facts.input_std,
               "augment_resolved": parse_augment(cfg.augment).__dict__, "dataset_sha256": facts.dataset_sha256}

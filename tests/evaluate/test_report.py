@@ -12,7 +12,7 @@ from mnistlab.cli import invoke as cli
 from mnistlab.data import catalog
 from mnistlab.errors import RunError
 from mnistlab.evaluate import evaluate_run, plots
-from mnistlab.evaluate.report import build_report
+from mnistlab.report import build_report
 from mnistlab.training import train
 from tests.conftest import make_tiny
 

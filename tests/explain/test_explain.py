@@ -108,7 +108,7 @@ def test_explain_a_real_run_sheet_html_and_json(cnn_run, real_home, tmp_path, ca
 @pytest.mark.realdata
 @pytest.mark.realdata
 def test_a_nets_report_shows_its_first_filters(cnn_run, real_home):
-    from mnistlab.evaluate.report import build_report
+    from mnistlab.report import build_report
 
     page = build_report(cnn_run, data_dir=real_home)["html"].read_text()
     assert "The first layer&#x27;s filters" in page or "The first layer's filters" in page

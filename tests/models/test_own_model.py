@@ -310,3 +310,20 @@ def test_a_sweep_tunes_your_model(nets, real_home, tmp_path):
     res = run_sweep(f"{nets}:TinyNet", "mnist", 2, val_split=1000, final=False,
                     out=tmp_path / "sweep", data_dir=real_home, extra={"train_subset": 2000, "device": "cpu"})
     assert res["study"] == "TinyNet-mnist" and res["states"] == {"complete": 2} and res["best"]["val_accuracy"] > 0.5
+
+
+def test_the_pad_names_your_model_without_this_machine_s_folders(nets, real_home, tmp_path):
+    """A pad served to a room (--host 0.0.0.0) lists your run by its file's name, never the absolute path it lives at;
+    the run folder keeps the whole record."""
+    from fastapi.testclient import TestClient
+
+    from mnistlab.serve.app import create_app
+
+    runs = tmp_path / "runs"
+    own = mnistlab.train(f"{nets}:TinyNet", "mnist", out=runs / "20990101-tiny", data_dir=real_home, epochs=1, train_subset=500)
+    zoo = mnistlab.train("logreg", "mnist", out=runs / "20990102-logreg", data_dir=real_home, train_subset=500)
+    listed = TestClient(create_app(zoo, runs_dir=runs)).get("/api/models")
+    assert listed.status_code == 200
+    assert [m["model"] for m in listed.json()] == ["logreg", "tiny.py:TinyNet"]
+    assert str(nets.parent) not in listed.text and str(tmp_path) not in listed.text
+    assert load_run(own.path).config["model"] == f"{nets}:TinyNet"  # the full reference stays in the run folder

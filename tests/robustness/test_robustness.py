@@ -46,7 +46,7 @@ def test_the_json_has_clean_the_fifteen_their_mean_and_both_attacks_per_eps(meas
 
 
 def test_the_report_shows_the_corruption_table_picture_and_attack_curve(measured, mnist_run, real_home):
-    from mnistlab.evaluate.report import build_report
+    from mnistlab.report import build_report
 
     paths = build_report(mnist_run, data_dir=real_home)
     page = paths["html"].read_text()

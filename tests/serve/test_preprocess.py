@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 import mnistlab
-from mnistlab.serve.preprocess import ImageError, NoDigitFound, to_mnist
+from mnistlab.preprocess import ImageError, NoDigitFound, to_mnist
 
 
 def png(img: Image.Image) -> bytes:
@@ -174,7 +174,7 @@ CLEAR = [2, 1, 18, 4]
 
 
 def test_stroke_width_is_measured_and_brought_into_mnist_range():
-    from mnistlab.serve.preprocess import STROKE, normalize_stroke, stroke_width
+    from mnistlab.preprocess import STROKE, normalize_stroke, stroke_width
 
     canvas = np.zeros((200, 200), bool)
     canvas[20:180, 90:110] = True  # a bar 20 px wide

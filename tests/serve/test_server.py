@@ -40,10 +40,10 @@ def test_a_prediction_in_progress_holds_up_no_other_request(server, monkeypatch)
     inside, release = threading.Event(), threading.Event()
     real = app_mod.predict_upload
 
-    def held(run, data):
+    def held(run, data, *rest):
         inside.set()
         assert release.wait(60), "the model list was never answered while a prediction was being computed"
-        return real(run, data)
+        return real(run, data, *rest)
 
     monkeypatch.setattr(app_mod, "predict_upload", held)
     answer = {}

@@ -57,9 +57,9 @@ def _warm_up(recipe_name: str, engine, spec) -> float:
     from mnistlab.config import resolve_config
     from mnistlab.models import create_model
     from mnistlab.split import split_indices
-    from mnistlab.training.augment import parse_augment
     from mnistlab.training.step import GraphStep, make_optimizer, make_step
     from mnistlab.training.tensors import evaluate_net
+    from mnistlab.vocabulary import parse_augment
 
     t0 = time.perf_counter()
     cfg = resolve_config({"preset": recipe_name})

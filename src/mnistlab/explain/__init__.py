@@ -23,7 +23,7 @@ def explain_images(run: Run | str | Path, images: list[str | Path | bytes], *, o
     """One result per picture (see the module docstring; {"image", "error"} for one that cannot be read); with
     `write`, a sheet per picture and explain.html in `out` (default RUN/explain)."""
     from mnistlab.explain import inside
-    from mnistlab.serve.preprocess import to_mnist
+    from mnistlab.preprocess import to_mnist
 
     run = run if isinstance(run, Run) else Run(run)
     inside.captum()  # the extra is there, or one line now
@@ -50,7 +50,10 @@ def explain_images(run: Run | str | Path, images: list[str | Path | bytes], *, o
 
 def explain_digit(image: np.ndarray, predictor: Run, nets: list, which: str, classes: list[str],
                   methods=None) -> tuple[dict, list[dict]]:
-    """One digit in MNIST's form (uint8 28x28): the JSON result, and the layers with their values (for pictures)."""
+    """One digit in MNIST's form (uint8 28x28): the JSON result, and the layers with their values (for pictures).
+    Safe to call from many threads at once with the same nets: the hooks go on private copies of them."""
+    import contextlib
+
     import torch
 
     from mnistlab.explain import inside
@@ -59,8 +62,10 @@ def explain_digit(image: np.ndarray, predictor: Run, nets: list, which: str, cla
     x = torch.from_numpy(image.astype(np.float32) / 255.0)[None, None]
     probs = predictor.predict_proba(image[None])[0]
     target = int(probs.argmax())
-    _, layers = inside.activations(nets[0], x)
-    maps = [inside.attributions(net, x, target, methods) for net in nets]
+    with contextlib.ExitStack() as held:
+        nets = [held.enter_context(inside.private_copy(net)) for net in nets]
+        _, layers = inside.activations(nets[0], x)
+        maps = [inside.attributions(net, x, target, methods) for net in nets]
     result = {"input": _rounded(x[0, 0].numpy()), "prediction": classes[target], "class_index": target,
               "probabilities": [round(float(p), 6) for p in probs], "explained": which,
               "layers": [{k: v for k, v in layer.items() if k != "values"} for layer in layers],

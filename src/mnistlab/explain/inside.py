@@ -4,6 +4,9 @@ and Grad-CAM on the last convolution. Captum is an optional extra: pip install '
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import threading
 import weakref
 
 import numpy as np
@@ -33,16 +36,41 @@ def shown_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
 POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
+# Hooks (the layers' recording, Grad-CAM's) live on a module, so they see every forward pass through it, another
+# thread's too. The inside view therefore runs on private copies, handed out one caller at a time and kept for the
+# next: as many copies of a net as were ever in use at once. The served net itself never carries a hook.
+_SPARE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # net -> its copies not in use now
 _BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # net -> its Grad-CAM layer, found once per net
+_LOCK = threading.Lock()  # guards both tables (a WeakKeyDictionary is not safe to change from two threads)
+
+
+@contextlib.contextmanager
+def private_copy(net: nn.Module):
+    """A copy of `net` that no other caller holds until this one is done with it: hooks put on it see only this
+    caller's tensors, so any number of threads can explain with the same net while others predict with it."""
+    with _LOCK:
+        spare = _SPARE.setdefault(net, [])
+        mine = spare.pop() if spare else None
+    if mine is None:
+        mine = copy.deepcopy(net)
+    try:
+        yield mine
+    finally:
+        with _LOCK:
+            _SPARE[net].append(mine)
 
 
 def last_conv_block(net: nn.Module) -> tuple[str, nn.Module] | None:
     """Where Grad-CAM looks: the output of the last convolutional block, the last leaf after the last Conv2d that still
     gives feature maps (its activation, not a pooling); the Conv2d itself when nothing follows it. None without one.
     Found by one forward pass, the first time a net is asked (the pad asks on every drawing)."""
-    if net not in _BLOCKS:
-        _BLOCKS[net] = (_find_last_conv_block(net),)
-    return _BLOCKS[net][0]
+    with _LOCK:
+        known = _BLOCKS.get(net)
+    if known is None:
+        known = (_find_last_conv_block(net),)
+        with _LOCK:
+            _BLOCKS[net] = known
+    return known[0]
 
 
 def _find_last_conv_block(net: nn.Module) -> tuple[str, nn.Module] | None:

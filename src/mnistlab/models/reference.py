@@ -17,6 +17,7 @@ import inspect
 import logging
 import re
 import sys
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ OFFERED = ("mean", "std", "seed")  # what mnistlab hands a factory that names it
 _FILES: dict[str, tuple[str, object]] = {}  # an imported file's path -> (its sha256 then, its module)
 _OBJECTS: dict[str, object] = {}  # reference -> an object handed to mnistlab.train in this process
 _INFOS: dict[tuple, object] = {}  # (reference, the file's sha256) -> its ModelInfo, resolved once per version
+_IMPORTING = threading.RLock()  # a served pad resolves models from many threads; imports of users' code take turns
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,21 @@ def is_reference(name) -> bool:
 def label(name: str) -> str:
     """A short name for folders and tables: `TinyNet` for `nets/tiny.py:TinyNet`."""
     return name.rpartition(":")[2] if is_reference(name) else name
+
+
+def names_a_file(where: str) -> bool:
+    """Whether the part of a reference before its colon is a file (FILE.py, a path) rather than a module."""
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
+def shown_name(name: str) -> str:
+    """A model's name as the network may see it: `idea.py:Net` for `/home/me/nets/idea.py:Net`, so a pad served to a
+    room shows no folder of this machine; a zoo name or a package.module:Name stays as it is."""
+    where, _, qualname = name.rpartition(":")
+    if not is_reference(name) or not names_a_file(where):
+        return name
+    file = re.split(r"[\\/]", where)[-1]
+    return f"{file}:{qualname}"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -89,7 +106,7 @@ def resolve(reference: str):
     where, _, qualname = reference.rpartition(":")
     if not where or not qualname:
         raise ModelSourceError(f"model reference {reference!r} is not FILE.py:NAME or package.module:NAME")
-    if where.endswith(".py") or "/" in where or "\\" in where:
+    if names_a_file(where):
         path = Path(where).expanduser().resolve()
         if not path.is_file():
             raise ModelSourceError(f"no such file: {where} (model {reference!r}); give FILE.py:NAME with a path from the "
@@ -239,28 +256,30 @@ def module_name(path: Path) -> str:
 
 
 def _import_file(path: Path, sha: str):
-    cached = _FILES.get(str(path))
-    if cached and cached[0] == sha:
-        return cached[1]
-    name = module_name(path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # before running it: dataclasses and pickling look their module up
-    sys.path.insert(0, str(path.parent))  # the file's own imports of its neighbours
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(name, None)
-        raise ModelSourceError(f"importing {path} failed: {one_line(exc, path)}") from None
-    finally:
-        sys.path.remove(str(path.parent))
-    _FILES[str(path)] = (sha, module)
-    return module
+    with _IMPORTING:  # sys.path and sys.modules change for the length of the import: one thread at a time does that
+        cached = _FILES.get(str(path))
+        if cached and cached[0] == sha:
+            return cached[1]
+        name = module_name(path)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: dataclasses and pickling look their module up
+        sys.path.insert(0, str(path.parent))  # the file's own imports of its neighbours
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(name, None)
+            raise ModelSourceError(f"importing {path} failed: {one_line(exc, path)}") from None
+        finally:
+            sys.path.remove(str(path.parent))
+        _FILES[str(path)] = (sha, module)
+        return module
 
 
 def _import_module(name: str):
     try:
-        return importlib.import_module(name)
+        with _IMPORTING:
+            return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name and name.startswith(exc.name):
             raise ModelSourceError(f"no module named {exc.name!r} (model {name}:...): install it, run from the folder that "

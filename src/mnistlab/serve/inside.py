@@ -4,27 +4,29 @@ and attribution overlays, as PNG data URLs the page shows as they come."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
 
 from mnistlab.errors import MnistlabError
+from mnistlab.preprocess import to_mnist
 from mnistlab.run import Run
-from mnistlab.serve.app import BadRequest, _png_data_url, preprocess_upload
+from mnistlab.serve.requests import BadRequest, _png_data_url, preprocess_upload
 
 PAD_METHODS = ("saliency", "grad_cam")  # the fast two: a drawing is explained in well under a second
 MAX_LAYERS = 12
 MAX_BARS = 64
 
 
-def explain_upload(run: Run, data: bytes, methods=PAD_METHODS) -> dict:
+def explain_upload(run: Run, data: bytes, methods=PAD_METHODS, preprocess=to_mnist) -> dict:
     """The CPU work of one explanation (run off the event loop, like a prediction); a BadRequest for what the client
     can fix, status 501 when the server lacks the explain extra."""
     from mnistlab.explain import explain_digit, what_to_explain
     from mnistlab.explain.sheet import mosaic
 
     t0 = time.perf_counter()
-    pre = preprocess_upload(data)
+    pre = preprocess_upload(data, preprocess)
     try:
         predictor, nets, which = what_to_explain(run)
         result, layers = explain_digit(pre.image, predictor, nets, which, run.classes, methods)
@@ -47,12 +49,19 @@ def explain_upload(run: Run, data: bytes, methods=PAD_METHODS) -> dict:
             "milliseconds": (time.perf_counter() - t0) * 1000}
 
 
-def _colour_url(values: np.ndarray) -> str:
+@functools.cache
+def _viridis() -> np.ndarray:
+    """matplotlib's viridis as 256 RGB bytes, plus white at index 256 for the gaps between maps."""
     import matplotlib
 
-    rgba = matplotlib.colormaps["viridis"](np.nan_to_num(values, nan=1.0))
-    rgba[np.isnan(values)] = (1, 1, 1, 1)  # the gaps between maps
-    return _png_data_url((rgba[..., :3] * 255).astype(np.uint8))
+    lut = (matplotlib.colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+    return np.vstack([lut, np.full((1, 3), 255, np.uint8)])
+
+
+def _colour_url(values: np.ndarray) -> str:
+    """Values in [0, 1] (NaN for the gaps) in viridis: a table look-up, as matplotlib's colormap quantises to 256."""
+    index = np.where(np.isnan(values), 256, np.clip(np.nan_to_num(values) * 256, 0, 255).astype(np.int16))
+    return _png_data_url(_viridis()[index])
 
 
 def _overlay_url(digit: np.ndarray, attribution: np.ndarray) -> str:

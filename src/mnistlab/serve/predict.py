@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.errors import MnistlabError
+from mnistlab.preprocess import save_steps, to_mnist
 from mnistlab.run import Run
-from mnistlab.serve.preprocess import save_steps, to_mnist
 
 
 def predict_images(run: Run | str | Path, images: list[str | Path | bytes], *, top: int = 3, deskew: bool = False,

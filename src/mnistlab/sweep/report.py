@@ -7,7 +7,7 @@ import datetime as _dt
 
 from mnistlab.evaluate import plots
 from mnistlab.fileio import atomic_write_bytes, atomic_write_json
-from mnistlab.sweep.study import safe_url
+from mnistlab.sweep.urls import safe_url
 
 HINT = "pass --out to a writable folder"
 

@@ -27,8 +27,7 @@ from pathlib import Path
 from mnistlab.config import OPTIMIZERS
 from mnistlab.errors import InvalidArgument, MnistlabError, UnknownName
 from mnistlab.fileio import read_toml
-from mnistlab.training.augment import Augment
-from mnistlab.training.schedule import SCHEDULES
+from mnistlab.vocabulary import SCHEDULES, Augment
 
 # what a trial may vary, and its type: training settings, then augmentation strengths
 TRAIN_PARAMS = {"lr": float, "batch_size": int, "weight_decay": float, "dropout": float, "label_smoothing": float,

@@ -29,6 +29,7 @@ from pathlib import Path
 from mnistlab.errors import InvalidArgument, MnistlabError, TrainingInterrupted
 from mnistlab.fileio import ensure_dir
 from mnistlab.sweep.space import SearchSpace, default_space, load_space
+from mnistlab.sweep.urls import safe_url
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,6 @@ class SweepPlan:
     heartbeat: int = 10  # seconds between a running trial's heartbeats; silent for 3x this = dead
     data_dir: str | None = None
     extra: dict = field(default_factory=dict)  # settings for every trial that the CLI adds (e.g. device)
-
-
-def safe_url(url: str) -> str:
-    """The storage URL without its password, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not even a URL: show it as given, it holds no password we could find
-        return url
 
 
 def _quiet_optuna():
@@ -444,7 +435,7 @@ def finish(plan: SweepPlan, why: str, say: Callable[[str], None]) -> dict:
                 final_run = train(plan.model, plan.dataset, out=best_dir, data_dir=plan.data_dir, seed=plan.seed,
                                   threads=plan.final_threads, **settings)
         with contextlib.suppress(MnistlabError):
-            from mnistlab.evaluate.report import build_report
+            from mnistlab.report import build_report
 
             build_report(final_run, data_dir=plan.data_dir)
     elif plan.final:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.robustness.attacks import STEP_SIZE, ascend, start_point
+from mnistlab.vocabulary import ADVERSARIAL as KINDS  # noqa: F401  (training's name for it)
+from mnistlab.vocabulary import check_adversarial
 
-KINDS = ("none", "fgsm", "pgd")
 FGSM_STEP = 1.25  # Wong et al.'s step, in units of eps
 
 
@@ -35,17 +35,9 @@ class Adversary:
     @classmethod
     def from_config(cls, cfg) -> "Adversary | None":
         """The training attack a TrainConfig asks for (None for adversarial = none); its settings checked."""
-        kind = cfg.adversarial
-        if kind not in KINDS:
-            raise UnknownName("adversarial training", kind, KINDS)
+        kind = check_adversarial(cfg)
         if kind == "none":
             return None
-        if not 0 < cfg.adversarial_eps <= 1:
-            raise InvalidArgument(f"adversarial eps must be in (0, 1] (pixels are in [0, 1]), got {cfg.adversarial_eps!r}")
-        if kind == "pgd" and (not isinstance(cfg.adversarial_steps, int) or cfg.adversarial_steps < 1):
-            raise InvalidArgument(f"adversarial steps must be a whole number >= 1, got {cfg.adversarial_steps!r}")
-        if cfg.adversarial_step_size is not None and cfg.adversarial_step_size <= 0:
-            raise InvalidArgument(f"adversarial step size must be > 0, got {cfg.adversarial_step_size!r}")
         default = FGSM_STEP * cfg.adversarial_eps if kind == "fgsm" else STEP_SIZE
         return cls(kind, float(cfg.adversarial_eps), 1 if kind == "fgsm" else cfg.adversarial_steps,
                    float(cfg.adversarial_step_size or default))

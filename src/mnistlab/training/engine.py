@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 from mnistlab.devices import hardware_name, pick_device  # noqa: F401  (training's names for them)
 from mnistlab.errors import InvalidArgument
+from mnistlab.vocabulary import PRECISIONS, STEPS  # noqa: F401  (training's names for them)
 
-PRECISIONS = ("auto", "fp32", "bf16")
-STEPS = ("auto", "eager", "cuda-graph")
 # optimisers whose PyTorch implementation can be captured in a CUDA graph with a device learning rate
 GRAPH_OPTIMIZERS = ("adam", "adamw")
 

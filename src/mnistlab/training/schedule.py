@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-SCHEDULES = ("onecycle", "cosine", "step", "none")
+from mnistlab.vocabulary import SCHEDULES  # noqa: F401  (training's name for it)
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, schedule: str, warmup: float = 0.25) -> float:
