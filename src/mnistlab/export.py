@@ -6,6 +6,7 @@ probabilities (N, classes), exactly as `Run.predict_proba`."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import warnings
 from pathlib import Path
@@ -24,12 +25,16 @@ TORCHSCRIPT_NOTE = ("TorchScript is deprecated in PyTorch; this file still loads
 @contextlib.contextmanager
 def _quiet_exporter():
     """The ONNX exporter logs a line for every optional operator library it does not find (torchvision's
-    among them); those are not the user's business."""
+    among them); those are not the user's business. Nor is PyTorch's own FutureWarning from inside it: torch's
+    pytree marks its LeafSpec class deprecated (torch/utils/_pytree.py, @deprecated on the class), and the exporter
+    itself deep-copies the exported program, whose specs hold LeafSpecs, so copying one warns (torch 2.13)."""
     logger = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning)
+            yield
     finally:
         logger.setLevel(level)
 
@@ -60,7 +65,9 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
         raise InvalidArgument(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
     if run.family != "neural":
         raise RunError(f"{run.path} is a {run.family} model ({run.config['model']}); only neural nets export to {fmt}")
-    model = run.calibrated
+    # in PyTorch's default memory format: a run's convolutions load channels_last (faster on CPU), and torch.export's
+    # archive writer warns of every weight not contiguous in the default format ("No complete tensor found")
+    model = copy.deepcopy(run.calibrated).to(memory_format=torch.contiguous_format)
     out = Path(out) if out else run.path / f"model{FORMATS[fmt]}"
     example = torch.rand(2, 1, 28, 28)
     hint = "choose another --out"

@@ -90,7 +90,7 @@ def _png_data_url(img: np.ndarray) -> str:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
+    Image.fromarray(img).save(buf, format="PNG", compress_level=1)  # 40% less time than 6 for 8% more bytes
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
