@@ -95,6 +95,20 @@ def _student(url: str, drawings, seed: int, until: float, times: dict, errors: d
             time.sleep(pause)
 
 
+def _pace(pngs: list[bytes]) -> float:
+    """Milliseconds to_mnist takes per drawing here and now: the CPU's speed moves during a session, so rows measured
+    at other times are compared through it."""
+    try:
+        from mnistlab.preprocess import to_mnist
+    except ImportError:  # a checkout from before it moved out of serve/
+        from mnistlab.serve.preprocess import to_mnist
+
+    t0 = time.perf_counter()
+    for png in pngs:
+        to_mnist(png)
+    return (time.perf_counter() - t0) / len(pngs) * 1000
+
+
 class _Locked:
     """An iterator many threads may take from."""
 
@@ -187,6 +201,7 @@ def main() -> None:
             _post(url, png)
             _post(url, png, "/api/explain")
         if sizes:
+            print(f"machine's pace now: to_mnist {_pace(pngs[:50]):.1f} ms a drawing, in this process (compare runs by it)")
             print("| students | endpoint | requests | p50 ms | p90 ms | p99 ms | errors |")
             print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
             first = 64

@@ -112,7 +112,7 @@ def create_app(default: Run, runs_dir: str | Path | None = None, max_upload: int
     app = FastAPI(title="mnistlab drawing pad", docs_url="/api/docs", openapi_url="/api/openapi.json",
                   lifespan=preprocess.lifespan)
     page = resources.files("mnistlab.serve").joinpath("static/index.html").read_text()
-    pool = anyio.CapacityLimiter(workers)
+    pool = anyio.CapacityLimiter(workers + processes)  # a thread waiting on a worker process leaves `workers` computing
 
     @app.exception_handler(BadRequest)
     async def refused(request: Request, exc: BadRequest):
