@@ -9,7 +9,7 @@ DEMO_OUT ?= demo-output
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser postgres demo lint check test clean
+.PHONY: setup browser postgres demo lint docs check test clean
 
 setup: $(STAMP)
 
@@ -43,13 +43,17 @@ postgres:
 lint: setup
 	$(BIN)/ruff check .
 
+# The manual as a site (MkDocs, Material, mkdocstrings) in site/; --strict: a broken link or reference fails it.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # The fast tier, for while you work: the linter and every test that needs no real data, browser or database
 # (about half a minute here); `make test` runs everything, as CI does.
 check: lint
 	$(BIN)/python -m pytest -m "not realdata" -q
 
-test: setup browser postgres lint
+test: setup browser postgres lint docs
 	$(BIN)/python -m pytest --durations=15
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache
