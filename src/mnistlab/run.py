@@ -514,6 +514,14 @@ class Run:
             raise RunError(f"{p} is missing or damaged ({exc}); the run did not finish") from None
 
 
+def leaf_runs(run: Run) -> list[Run]:
+    """The runs whose models make `run`'s prediction: the run itself, or an ensemble's members with nested ensembles
+    flattened (what explain and robustness look inside; each decides what to do with a member that is no net)."""
+    if run.kind != ENSEMBLE:
+        return [run]
+    return [leaf for member in run.model for leaf in leaf_runs(member)]
+
+
 def _as_unit_float(images) -> np.ndarray:
     x = np.asarray(images)
     if x.ndim == 2:

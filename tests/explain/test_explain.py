@@ -139,3 +139,31 @@ def test_without_captum_it_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "captum.attr", None)
     with pytest.raises(mnistlab.MnistlabError, match=r"pip install 'mnistlab\[explain\]'"):
         inside.captum()
+
+
+@pytest.mark.realdata
+def test_an_ensemble_with_a_classical_or_nested_member_is_one_line_or_explained(cnn_run, mnist_run, real_home, tmp_path):
+    """explain and robustness look inside an ensemble through one helper (run.leaf_runs): a nested ensemble is
+    flattened into its nets; a member with no layers (logreg) is refused in one line, by the pad as a 422."""
+    from fastapi.testclient import TestClient
+
+    from mnistlab.serve.app import create_app
+    from mnistlab.training import train
+    from mnistlab.training.ensemble import make_ensemble
+    from tests.serve.test_api import digit_png
+
+    inner = make_ensemble([cnn_run.path, mnist_run.path], out=tmp_path / "inner", data_dir=real_home)
+    nested = make_ensemble([inner.path, cnn_run.path], out=tmp_path / "nested", data_dir=real_home)
+    x, _ = _digits(real_home, 1)
+    Image.fromarray(x[0]).save(tmp_path / "d.png")
+    seen = explain_images(nested, [tmp_path / "d.png"], write=False)[0]
+    assert seen["explained"].startswith("the mean of its 3 members")
+    alone = explain_images(cnn_run, [tmp_path / "d.png"], write=False)[0]
+    assert np.allclose(seen["attributions"]["grad_cam"], alone["attributions"]["grad_cam"], atol=2e-5)  # the two cnns' maps
+    logreg = train("logreg", "mnist", out=tmp_path / "logreg", data_dir=real_home, train_subset=1000)
+    mixed = make_ensemble([cnn_run.path, logreg.path], out=tmp_path / "mixed", data_dir=real_home)
+    with pytest.raises(mnistlab.MnistlabError, match=r"has a classical member .*logreg.*pick a neural member with --member K"):
+        explain_images(mixed, [tmp_path / "d.png"], write=False)
+    assert explain_images(mixed, [tmp_path / "d.png"], member=0, write=False)[0]["explained"].startswith("member 0")
+    r = TestClient(create_app(mixed)).post("/api/explain", files={"file": ("one.png", digit_png(), "image/png")})
+    assert r.status_code == 422 and "classical member" in r.json()["detail"]

@@ -185,3 +185,23 @@ def test_robustness_runs_for_every_neural_net_of_the_zoo(model, tmp_path, regist
     assert len(r["corruptions"]) == 15 and r["images"] == 16
     assert r["adversarial"]["images"] == 8 and set(r["adversarial"]["pgd"]) == {"0.3"}
     assert (run.path / "robustness.json").exists()
+
+
+@pytest.mark.realdata
+def test_measuring_on_a_device_leaves_the_caller_s_run_where_it_was(mnist_run, real_home):
+    """The attacked nets are copies: moving them to the chosen device does not move the caller's run (a later
+    predict_proba on the CPU would fail with the net on a GPU)."""
+    import torch
+
+    from mnistlab.robustness import _target
+
+    target = _target(mnist_run, torch.device("cpu"))
+    served = {id(m) for m in mnist_run.predictor.modules()}
+    assert not any(id(m) in served for m in target.modules())
+    for ours, theirs in zip(target.nets[0].parameters(), mnist_run.predictor.parameters()):
+        assert torch.equal(ours, theirs) and ours.data_ptr() != theirs.data_ptr()
+    if torch.cuda.is_available():
+        measure_robustness(mnist_run, data_dir=real_home, corruption_images=50, attack_images=10, steps=2,
+                           epsilons=[0.1], device="cuda", write=False)
+        assert all(p.device.type == "cpu" for p in mnist_run.model.parameters())
+        assert mnist_run.predict_proba(np.zeros((1, 28, 28), np.uint8)).shape == (1, 10)

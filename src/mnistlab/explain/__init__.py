@@ -15,7 +15,7 @@ import numpy as np
 
 from mnistlab.errors import InvalidArgument, MnistlabError
 from mnistlab.fileio import atomic_write_bytes
-from mnistlab.run import ENSEMBLE, Run
+from mnistlab.run import ENSEMBLE, Run, leaf_runs
 
 
 def explain_images(run: Run | str | Path, images: list[str | Path | bytes], *, out: str | Path | None = None,
@@ -74,14 +74,22 @@ def explain_digit(image: np.ndarray, predictor: Run, nets: list, which: str, cla
 
 
 def what_to_explain(run: Run, member: int | None = None):
-    """The Run whose probabilities are shown, the nets whose insides are, and the words that say which."""
+    """The Run whose probabilities are shown, the nets whose insides are, and the words that say which: an
+    ensemble's nets are its members', nested ensembles flattened (run.leaf_runs, as robustness attacks them); one
+    that holds a model with no layers or gradients is refused in one line, as a classical run is."""
     if run.kind == ENSEMBLE:
         members = run.model
-        if member is None:
-            return run, [m.model for m in members], f"the mean of its {len(members)} members (layers: member 0's)"
-        if not 0 <= member < len(members):
-            raise InvalidArgument(f"--member {member}: {run.path} has members 0 to {len(members) - 1}")
-        return members[member], [members[member].model], f"member {member} ({members[member].path})"
+        if member is not None:
+            if not 0 <= member < len(members):
+                raise InvalidArgument(f"--member {member}: {run.path} has members 0 to {len(members) - 1}")
+            _, nets, _ = what_to_explain(members[member])
+            return members[member], nets, f"member {member} ({members[member].path})"
+        leaves = leaf_runs(run)
+        other = next((leaf for leaf in leaves if leaf.kind != "neural"), None)
+        if other is not None:
+            raise InvalidArgument(f"{run.path} has a {other.kind} member ({other.path}): explain shows the layers and "
+                                  "gradients of neural nets; pick a neural member with --member K")
+        return run, [leaf.model for leaf in leaves], f"the mean of its {len(leaves)} members (layers: the first's)"
     if member is not None:
         raise InvalidArgument(f"--member is for ensembles; {run.path} is one {run.kind} run")
     if run.kind != "neural":

@@ -10,6 +10,7 @@ result, and with the official files the own ones are measured beside them to say
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from mnistlab.data.catalog import mnist_c_name as official_name
 from mnistlab.errors import InvalidArgument, MnistlabError, RunError
 from mnistlab.robustness.attacks import EPSILONS, STEP_SIZE, STEPS, LogProbabilities, fgsm, pgd
 from mnistlab.robustness.corruptions import CORRUPTIONS, corrupt
-from mnistlab.run import ENSEMBLE, Run
+from mnistlab.run import ENSEMBLE, Run, leaf_runs
 
 log = logging.getLogger("mnistlab")
 RESULT = "robustness.json"
@@ -91,19 +92,14 @@ def _check_attack(attack_images, epsilons, steps, step_size, restarts) -> list[f
     return eps
 
 
-def _members(run: Run) -> list[Run]:
-    if run.kind != ENSEMBLE:
-        return [run]
-    return [net for member in run.model for net in _members(member)]
-
-
 def _target(run: Run, dev):
     """The run's prediction as a differentiable module on `dev` (LogProbabilities), or None when a member is not a
-    net (its corruptions are read through Run.predict_proba instead, and it is not attacked)."""
-    nets = _members(run)
-    if any(net.family != "neural" for net in nets):
+    net (its corruptions are read through Run.predict_proba instead, and it is not attacked). The nets are copies:
+    moving them to `dev` leaves the caller's run as it was."""
+    nets = leaf_runs(run)
+    if any(net.kind != "neural" for net in nets):
         return None
-    return LogProbabilities([net.predictor for net in nets], [net.temperature for net in nets]).to(dev).eval()
+    return LogProbabilities([copy.deepcopy(net.predictor) for net in nets], [net.temperature for net in nets]).to(dev).eval()
 
 
 def _predictor(run: Run, target, dev, batch_size: int):
