@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.stats import binomtest
 
 import mnistlab
 from mnistlab.cli import invoke as cli
@@ -177,7 +178,14 @@ def test_every_command_rebuilds_it_in_a_fresh_process(published, nets, package, 
     assert served["prediction"] == true and len(served["probabilities"]) == 10
     fresh(tmp_path, *m, "ensemble", "runs/a", "runs/b", "--out", "runs/ens", env=env)
     compared = json.loads(fresh(tmp_path, *m, "compare", "runs/a", "runs/b", "runs/ens", "--json", env=env).stdout)
-    assert len(compared["pairs"]) == 3 and all(0 <= p["p_value"] <= 1 for p in compared["pairs"])
+    assert len(compared["pairs"]) == 3
+    truth = mnistlab.load_dataset("mnist", "test", data_dir=real_home).labels
+    for pair in compared["pairs"]:  # against the runs' stored answers and scipy's exact binomial test
+        right = [load_run(tmp_path / pair[k]).test_probs().argmax(1) == truth for k in "ab"]
+        only_a, only_b = int((right[0] & ~right[1]).sum()), int((~right[0] & right[1]).sum())
+        assert (pair["a_only_right"], pair["b_only_right"]) == (only_a, only_b)
+        expected = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+        assert pair["p_value"] == pytest.approx(expected, rel=1e-9)
     assert [g["seeds"] for g in compared["groups"]] == [2]  # a and b: seeds of one recipe
     rows = json.loads(fresh(tmp_path, "-c", BENCH, model, "bench", env=env).stdout)
     assert [label(r["model"]) for r in rows] == ["TinyNet" if not published else "tinynet", "mlp"]

@@ -8,9 +8,11 @@ import zipfile
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
 from mnistlab.cli import invoke
 from mnistlab.data import catalog
+from mnistlab.errors import DatasetNotFound
 from mnistlab.robustness import measure_robustness
 from mnistlab.run import Run
 from tests.conftest import md5
@@ -37,9 +39,11 @@ def test_the_json_has_clean_the_fifteen_their_mean_and_both_attacks_per_eps(meas
     assert r["corruptions"]["brightness"] < r["clean"] and r["corruption_source"] == "mnistlab (seed 0)"
     adv = r["adversarial"]
     assert adv["images"] == 60 and set(adv["fgsm"]) == set(adv["pgd"]) == {"0.1", "0.2", "0.3"}
-    for e in adv["pgd"]:
-        low, high = adv["intervals"]["pgd"][e]
-        assert low <= adv["pgd"][e] <= high and adv["pgd"][e] <= adv["fgsm"][e]
+    for e in adv["pgd"]:  # each interval is scipy's exact (Clopper-Pearson) one for that count of 60
+        correct = round(adv["pgd"][e] * 60)
+        expected = binomtest(correct, 60).proportion_ci(0.95, method="exact")
+        assert adv["intervals"]["pgd"][e] == pytest.approx([expected.low, expected.high], abs=1e-12)
+        assert adv["pgd"][e] <= adv["fgsm"][e]
     written = json.loads((mnist_run.path / "robustness.json").read_text())
     assert written["corruptions"] == r["corruptions"] and (out / "robustness.json").exists()
     assert (mnist_run.path / "robustness.png").read_bytes()[:4] == b"\x89PNG"
@@ -162,7 +166,7 @@ def test_robustness_uses_the_official_files_where_cached_and_says_how_close_its_
     assert set(close) == {"brightness", "stripe"}
     assert close["stripe"]["mean_abs_pixel_difference"] < 1e-6 and close["stripe"]["own"] == close["stripe"]["official"]
     assert close["brightness"]["mean_abs_pixel_difference"] < 0.5 / 255
-    with pytest.raises(Exception, match="not in the cache"):
+    with pytest.raises(DatasetNotFound, match="not in the cache"):
         measure_robustness(mnist_run, data_dir=home, corruption_images=20, attack_images=0, corruptions="official", write=False)
 
 

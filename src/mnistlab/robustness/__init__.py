@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.data.catalog import mnist_c_name as official_name
-from mnistlab.errors import InvalidArgument, MnistlabError, RunError
+from mnistlab.errors import DatasetNotFound, InvalidArgument, MnistlabError, RunError
 from mnistlab.robustness.attacks import EPSILONS, STEP_SIZE, STEPS, LogProbabilities, fgsm, pgd
 from mnistlab.robustness.corruptions import CORRUPTIONS, corrupt
 from mnistlab.run import ENSEMBLE, Run, leaf_runs
@@ -154,7 +154,7 @@ def _corruptions(run, x, labels, predict, source, seed, data_dir, bar) -> dict:
     for name in CORRUPTIONS:
         found = _official(name, len(x), data_dir) if digits and source != "own" else None
         if source == "official" and found is None:
-            raise MnistlabError(f"the official MNIST-C {name} is not in the cache; mnistlab data import mnist-c "
+            raise DatasetNotFound(f"the official MNIST-C {name} is not in the cache; mnistlab data import mnist-c "
                                 "PATH/mnist_c.zip (or --corruptions own)")
         own = corrupt(x, name, seed)
         own_pred = predict(own)
