@@ -172,3 +172,17 @@ def test_seeded_pipelines_repeat():
     a = pipe(img)
     torch.manual_seed(0)
     assert torch.equal(a, pipe(img))
+
+
+@pytest.mark.parametrize("device", ["meta", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                                           reason="needs a CUDA GPU"))])
+def test_warps_and_blurs_build_their_grids_and_kernels_on_the_image_s_device(device):
+    """A grid or kernel made on the CPU for a GPU image fails ('expected all tensors on the same device'); the meta
+    device checks devices as CUDA does, without one."""
+    from mnistlab import transforms as T
+
+    x = torch.rand(2, 1, 28, 28, device=device)
+    for t in (T.RandomAffine(10, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=5, fill=0.5), T.RandomRotation(15),
+              T.GaussianBlur(5, sigma=(0.5, 1.5)), T.Pad(2, padding_mode="reflect")):
+        out = t(x)
+        assert out.device.type == device and out.shape[:2] == (2, 1), type(t).__name__

@@ -432,11 +432,12 @@ def affine(img, angle: float, translate, scale: float, shear, interpolation=Inte
         m = inverse_affine(centre, angle, translate, scale, shear)
         return img.transform((w, h), Image.AFFINE, m, _PIL_RESAMPLE[interpolation], fillcolor=_pil_fill(img, fill))
     centre = (0.0, 0.0) if center is None else (center[0] - w * 0.5, center[1] - h * 0.5)
-    m = torch.tensor(inverse_affine(centre, angle, translate, scale, shear), dtype=torch.float64).view(2, 3)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5 - h * 0.5,
-                            torch.arange(w, dtype=torch.float64) + 0.5 - w * 0.5, indexing="ij")
+    # the grid on the image's device, so a CUDA image is warped on the GPU (float64 where the device has it)
+    on = {"device": img.device, "dtype": torch.float32 if img.device.type == "mps" else torch.float64}
+    m = torch.tensor(inverse_affine(centre, angle, translate, scale, shear), **on).view(2, 3)
+    ys, xs = torch.meshgrid(torch.arange(h, **on) + 0.5 - h * 0.5, torch.arange(w, **on) + 0.5 - w * 0.5, indexing="ij")
     src = torch.stack([xs, ys, torch.ones_like(xs)], -1) @ m.T  # (h, w, 2): where each output pixel reads from
-    grid = (src / torch.tensor([w * 0.5, h * 0.5], dtype=torch.float64)).float()
+    grid = (src / torch.tensor([w * 0.5, h * 0.5], **on)).float()
     return _sample(img, grid, interpolation, fill)
 
 
@@ -462,7 +463,7 @@ def _sample(img: torch.Tensor, grid: torch.Tensor, interpolation: InterpolationM
     out = F.grid_sample(both, grid[None].expand(len(x), -1, -1, -1), mode=interpolation.value, padding_mode="zeros",
                         align_corners=False)
     out, mask = out[:, :-1], out[:, -1:]
-    fills = torch.as_tensor(fill if fill is not None else 0, dtype=torch.float32).view(-1, 1, 1)
+    fills = torch.as_tensor(fill if fill is not None else 0, dtype=torch.float32, device=x.device).view(-1, 1, 1)
     if interpolation == InterpolationMode.NEAREST:
         mask = (mask > 0.5).float()
     out = out * mask + fills * (1 - mask)
@@ -607,8 +608,8 @@ class GaussianBlur:
         kh, kw = self.kernel_size[1], self.kernel_size[0]  # torchvision's kernel_size is (x, y)
         out = F.pad(x.float(), (kw // 2, kw // 2, kh // 2, kh // 2), mode="reflect")
         c = out.shape[1]
-        out = F.conv2d(out, _kernel(kh, s).view(1, 1, kh, 1).expand(c, 1, kh, 1), groups=c)
-        out = F.conv2d(out, _kernel(kw, s).view(1, 1, 1, kw).expand(c, 1, 1, kw), groups=c)
+        out = F.conv2d(out, _kernel(kh, s, out.device).view(1, 1, kh, 1).expand(c, 1, kh, 1), groups=c)
+        out = F.conv2d(out, _kernel(kw, s, out.device).view(1, 1, 1, kw).expand(c, 1, 1, kw), groups=c)
         out = _back_to(out, dtype)
         return back(out if t.ndim == 4 else out[0])
 
@@ -616,7 +617,7 @@ class GaussianBlur:
         return f"GaussianBlur(kernel_size={self.kernel_size}, sigma={self.sigma})"
 
 
-def _kernel(size: int, sigma: float) -> torch.Tensor:
-    x = torch.linspace(-(size - 1) * 0.5, (size - 1) * 0.5, size)
+def _kernel(size: int, sigma: float, device=None) -> torch.Tensor:
+    x = torch.linspace(-(size - 1) * 0.5, (size - 1) * 0.5, size, device=device)
     pdf = torch.exp(-0.5 * (x / sigma).pow(2))
     return pdf / pdf.sum()

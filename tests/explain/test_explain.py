@@ -3,7 +3,6 @@ and Adebayo et al.'s model-randomisation check (attributions that depend on what
 
 import copy
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -132,13 +131,6 @@ def test_an_ensemble_is_explained_by_its_members(cnn_run, mnist_run, real_home, 
     assert mean["attributions"]["saliency"] == pytest.approx(np.mean(both, 0), abs=2e-5)
     with pytest.raises(mnistlab.MnistlabError, match="has members 0 to 1"):
         explain_images(ens, [tmp_path / "d.png"], member=5, write=False)
-
-
-def test_without_captum_it_is_one_line(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "captum", None)
-    monkeypatch.setitem(sys.modules, "captum.attr", None)
-    with pytest.raises(mnistlab.MnistlabError, match=r"pip install 'mnistlab\[explain\]'"):
-        inside.captum()
 
 
 @pytest.mark.realdata
