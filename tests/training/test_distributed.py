@@ -108,3 +108,19 @@ def test_more_processes_than_gpus_is_one_line(monkeypatch):
             distributed.start(device)
         assert str(caught.value) == ("--distributed on CUDA takes one GPU per process: 2 processes on this machine, "
                                      "1 GPU; start at most 1 (torchrun --nproc_per_node=1) or train on the CPU with --device cpu")
+
+
+def test_adversarial_training_under_torchrun_matches_one_process(real_home, tmp_path):
+    """Each process attacks its own share of the batch through the wrapped net (two forward passes a step: the
+    attack's gradients are taken with respect to the images, never synchronised), and the step is synchronised as
+    usual: the result matches one process attacking the whole batch, as the plain test does without the attack."""
+    settings = ["--model", "mlp", "--epochs", "2", "--batch-size", "128", "--train-subset", "12000",
+                "--adversarial", "fgsm", "--adversarial-eps", "0.1"]
+    done = torchrun([*settings, "--out", "ddp"], real_home, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ddp = load_run(tmp_path / "ddp")
+    single = train("mlp", "mnist", out=tmp_path / "single", data_dir=real_home, epochs=2, batch_size=128, train_subset=12000,
+                   adversarial="fgsm", adversarial_eps=0.1, device="cpu")
+    assert ddp.metrics["world_size"] == 2 and ddp.config["adversarial"] == "fgsm"
+    assert abs(ddp.metrics["test_accuracy"] - single.metrics["test_accuracy"]) < 0.01, (ddp.metrics, single.metrics)
+    assert abs(ddp.history[-1]["train_accuracy"] - single.history[-1]["train_accuracy"]) < 0.02
