@@ -186,3 +186,25 @@ def test_warps_and_blurs_build_their_grids_and_kernels_on_the_image_s_device(dev
               T.GaussianBlur(5, sigma=(0.5, 1.5)), T.Pad(2, padding_mode="reflect")):
         out = t(x)
         assert out.device.type == device and out.shape[:2] == (2, 1), type(t).__name__
+
+
+def test_random_erasing_draws_in_torchvisions_order():
+    """torchvision's v1 RandomErasing, as its source has it: forward draws torch.rand(1) against p, then get_params
+    draws the area share, then the log aspect ratio (up to 10 tries until the box fits), then the row and column;
+    a given value draws nothing. Written out from that source, not from mnistlab's code."""
+    torch.manual_seed(5)
+    erased = T.RandomErasing(p=1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=-1)(torch.zeros(1, 28, 28))
+    torch.manual_seed(5)
+    assert torch.rand(1).item() < 1.0
+    log_ratio = torch.log(torch.tensor((0.3, 3.3)))
+    for _ in range(10):
+        erase_area = 784 * torch.empty(1).uniform_(0.02, 0.33).item()
+        aspect = torch.exp(torch.empty(1).uniform_(log_ratio[0], log_ratio[1])).item()
+        h, w = int(round(math.sqrt(erase_area * aspect))), int(round(math.sqrt(erase_area / aspect)))
+        if h < 28 and w < 28:
+            break
+    i = torch.randint(0, 28 - h + 1, size=(1,)).item()
+    j = torch.randint(0, 28 - w + 1, size=(1,)).item()
+    expected = torch.zeros(1, 28, 28)
+    expected[:, i:i + h, j:j + w] = -1
+    assert torch.equal(erased, expected)
