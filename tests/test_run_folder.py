@@ -40,7 +40,13 @@ def test_an_old_stopped_run_resumes_to_the_numbers_of_an_uninterrupted_one(real_
     assert len(Run(folder).history) == 1
     done = train(resume=folder, data_dir=real_home)
     whole = json.loads((OLD / "stopped-whole.json").read_text())
-    assert _strip(done.history) == whole["history"]
+    # counts and accuracies exactly; a loss is a float32 sum over batches whose last bits follow the CPU's kernels
+    # (1.427419921875 where the folder was made, 1.4274197998046876 on an AMD EPYC of 2026-12-04)
+    losses = [k for k in whole["history"][0] if k.endswith("loss")]
+    assert [{k: v for k, v in r.items() if k not in losses} for r in _strip(done.history)] == \
+        [{k: v for k, v in r.items() if k not in losses} for r in whole["history"]]
+    for got, want in zip(done.history, whole["history"]):
+        assert {k: got[k] for k in losses} == pytest.approx({k: want[k] for k in losses}, rel=1e-6)
     assert {k: done.metrics[k] for k in whole["metrics"]} == pytest.approx(whole["metrics"], abs=1e-6)
 
 

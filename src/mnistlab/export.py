@@ -63,8 +63,8 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
     run = run if isinstance(run, Run) else Run(run)
     if fmt not in FORMATS:
         raise InvalidArgument(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
-    if run.family != "neural":
-        raise RunError(f"{run.path} is a {run.family} model ({run.config['model']}); only neural nets export to {fmt}")
+    if run.kind != "neural":
+        raise RunError(f"{run.path} is a {run.kind} model ({run.config['model']}); only neural nets export to {fmt}")
     # in PyTorch's default memory format: a run's convolutions load channels_last (faster on CPU), and torch.export's
     # archive writer warns of every weight not contiguous in the default format ("No complete tensor found")
     model = copy.deepcopy(run.calibrated).to(memory_format=torch.contiguous_format)

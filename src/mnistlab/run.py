@@ -363,7 +363,7 @@ class Run:
     @property
     def temperature(self) -> float:
         """The temperature fitted after training (1.0 for runs without one, or not finished)."""
-        return float(self.metrics.get("temperature", 1.0)) if self.complete and self.family == "neural" else 1.0
+        return float(self.metrics.get("temperature", 1.0)) if self.complete and self.kind == "neural" else 1.0
 
     @property
     def classes(self) -> list[str]:
@@ -371,7 +371,8 @@ class Run:
 
     @property
     def kind(self) -> str:
-        """neural, classical or ensemble (a run whose model is its members; written by `mnistlab ensemble`)."""
+        """neural, classical or ensemble (a run whose model is its members; written by `mnistlab ensemble`): a run has
+        a kind, its model (ModelInfo) a family, neural or classical."""
         if self.config.get("kind") == ENSEMBLE or self.config["model"] == ENSEMBLE:  # the second: folders of before
             return ENSEMBLE
         if self.source is not None:  # known without importing the model's code
@@ -379,8 +380,6 @@ class Run:
         from mnistlab.models import get_model_info
 
         return get_model_info(self.config["model"]).family
-
-    family = kind  # the name the rest of mnistlab has long used
 
     @property
     def source(self) -> dict | None:
@@ -414,7 +413,7 @@ class Run:
         """The trained model: an nn.Module in eval mode, a scikit-learn estimator, or a list of member Runs."""
         if self.kind == ENSEMBLE:
             return [Run(p) for p in self.config["members"]]
-        if self.family == "classical":
+        if self.kind == "classical":
             return self._load_skops()
         return self._load_net()
 
@@ -422,7 +421,7 @@ class Run:
     def predictor(self):
         """A net as it predicts: with the test-time augmentation it was evaluated with (mnistlab/tta.py);
         other kinds of model as they are."""
-        if self.family != "neural":
+        if self.kind != "neural":
             return self.model
         from mnistlab.tta import with_tta
 
@@ -488,7 +487,7 @@ class Run:
         x = _as_unit_float(images)
         if self.kind == ENSEMBLE:
             return np.mean([m.predict_proba(x, batch_size) for m in self.model], axis=0).astype(np.float32)
-        if self.family == "classical":
+        if self.kind == "classical":
             return classical_proba(self.model, x.reshape(len(x), -1))
         import torch
 

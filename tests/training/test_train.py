@@ -52,7 +52,7 @@ def test_every_model_learns(model, real_home, tmp_path):
     # the run folder is complete and readable back
     probs = run.test_probs()
     assert probs.shape == (10000, 10) and np.allclose(probs.sum(1), 1, atol=1e-4)
-    assert (run.path / ("model.skops" if run.family == "classical" else "model.safetensors")).exists()
+    assert (run.path / ("model.skops" if run.kind == "classical" else "model.safetensors")).exists()
     test = mnistlab.load_dataset("mnist", "test", data_dir=real_home)
     again = load_run(run.path)
     pred = again.predict(test.images[:200])

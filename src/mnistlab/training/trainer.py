@@ -277,7 +277,7 @@ def _init_from(net, source: str | Path, cfg: TrainConfig, num_classes: int):
     if src.config["model"] != cfg.model:
         raise RunError(f"--init-from {source}: that run is a {src.config['model']!r}, this one a {cfg.model!r}; "
                        f"use --model {src.config['model']} or another run")
-    if src.family != "neural":
+    if src.kind != "neural":
         raise RunError(f"--init-from {source}: only neural runs can initialise another run")
     state = {k: v for k, v in src.model.state_dict().items() if not k.startswith("input_")}  # keep this data's mean/std
     if len(src.classes) != num_classes:
