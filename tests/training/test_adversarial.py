@@ -142,3 +142,38 @@ def test_adversarial_training_inside_the_cuda_graph(tmp_path):
     for _ in range(8):
         step(torch.rand(32, 1, 28, 28, device="cuda", generator=g), torch.randint(0, 10, (32,), device="cuda", generator=g), 1e-3)
     assert step.graph is not None and not step.eager and np.isfinite(step.totals()[1])
+
+
+@pytest.mark.parametrize("kind, steps", [("fgsm", 1), ("pgd", 5)])
+def test_the_attack_sees_the_net_as_it_predicts(kind, steps):
+    """BatchNorm's running statistics learn from one pass per batch (the step's own, over the final adversarial
+    images: equal to a plain step's on those images), never from the attack's passes; dropout holds still while the
+    attack climbs; the net is back in training mode afterwards."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+                              torch.nn.Dropout(0.5), torch.nn.Linear(16, 10))
+    engine = Engine(CPU, "fp32", "eager")
+    adversary = Adversary(kind, 0.2, steps, 0.1)
+    seen = []
+    real_attack = adversary.attack
+
+    def watched(forward, x, y, autocast):
+        seen.append(net.training)
+        adv = real_attack(forward, x, y, autocast)
+        seen.append(adv)
+        return adv
+
+    object.__setattr__(adversary, "attack", watched)
+    step = make_step(net, make_optimizer("sgd", net.parameters(), 0.1, 0.0, engine), engine, batch_size=8,
+                     label_smoothing=0.0, augment=Augment(), adversary=adversary)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
+    bn = net[2]
+    step(x, y, 0.1)
+    assert seen[0] is False and net.training, "attacked in evaluation mode, trained in training mode"
+    assert int(bn.num_batches_tracked) == 1
+    # BN's running mean after one batch from zero: momentum x the batch mean of the adversarial images' features,
+    # through the first layer as it was before the optimiser moved it (rebuilt from the same seed)
+    torch.manual_seed(0)
+    fresh = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16))
+    assert torch.allclose(bn.running_mean, 0.1 * fresh[1](seen[1].flatten(1)).mean(0).detach(), atol=1e-6)

@@ -6,13 +6,17 @@ Two attacks, both l_inf on [0, 1] pixels, through the same signed-gradient ascen
   k + 1 forward and backward passes per batch.
 - fgsm: one step of 1.25 eps from a random start (Wong, Rice and Kolter 2020, "Fast is better than free"): two passes
   per batch, the cheap way.
-The step object (training/step.py) calls `Adversary.attack` on each batch with the net as it trains (its training
-mode and its number format), so it runs with every engine: eager, bf16 autocast, and inside the CUDA graph's capture
-(its random start comes from the device's default generator, which graphs replay).
+The step object (training/step.py) calls `Adversary.attack` on each batch with the net's weights and number format as
+it trains, so it runs with every engine: eager, bf16 autocast, and inside the CUDA graph's capture (its random start
+comes from the device's default generator, which graphs replay). The attack sees the net as it predicts (`frozen`:
+evaluation mode), as MadryLab's robustness library attacks: BatchNorm's running statistics are updated once per
+batch, by the step's own pass over the final adversarial images, never by the k intermediate ones, and dropout
+does not redraw its mask between ascent steps (an ascent on a net that changes under it is no steepest ascent).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +27,17 @@ from mnistlab.vocabulary import ADVERSARIAL as KINDS  # noqa: F401  (training's 
 from mnistlab.vocabulary import check_adversarial
 
 FGSM_STEP = 1.25  # Wong et al.'s step, in units of eps
+
+
+@contextmanager
+def frozen(net: torch.nn.Module):
+    """The net in evaluation mode for the attack, then back in the mode it was in."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from mnistlab.training.adversarial import Adversary
+from mnistlab.training.adversarial import Adversary, frozen
 from mnistlab.training.augment import Augment, mix_batch
 from mnistlab.training.averaging import WeightAverage
 from mnistlab.training.engine import Engine
@@ -71,7 +71,8 @@ class EagerStep:
         """Mix labels, forward, loss, backward, update; returns this batch's summed loss and correct count."""
         mixed = None
         if self.adversary is not None:
-            x = self.adversary.attack(self.forward, x, y, self._autocast)
+            with frozen(self.net):
+                x = self.adversary.attack(self.forward, x, y, self._autocast)
         if self.augment.mixing:
             x, *mixed = mix_batch(x, y, self.augment, gen)
         if self.channels_last:
