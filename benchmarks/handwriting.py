@@ -4,6 +4,8 @@ coloured ink, lined paper, shadows, full-frame, small in a large photo, rotated,
 back by `to_mnist`; (2) latency of one prediction through the web API (HTTP on 127.0.0.1).
 
 Run: .venv/bin/python benchmarks/handwriting.py RUN [--per-family 300] [--families a,b] [--requests 200]
+     [--stored 10000 --save-right FILE.npy [--against OTHER.npy]]: MNIST's own test digits through `to_mnist` too
+     (what a change to the preprocessing costs on the digits it was made for), McNemar against another such file.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def main() -> None:
     ap.add_argument("--families", default="all", help="comma-separated family names, or all")
     ap.add_argument("--requests", type=int, default=200, help="0 skips the API timing")
     ap.add_argument("--save-failures", default=None, help="folder for the pictures the model got wrong")
+    ap.add_argument("--stored", type=int, default=0, help="also this many MNIST test digits, as stored, through to_mnist")
+    ap.add_argument("--save-right", default=None, help="with --stored: save which of them were read right (.npy)")
+    ap.add_argument("--against", default=None, help="with --stored: McNemar against an earlier --save-right file")
     args = ap.parse_args()
     import mnistlab
     from mnistlab.preprocess import NoDigitFound, to_mnist
@@ -63,6 +68,8 @@ def main() -> None:
             for j in np.flatnonzero(~right)[:20]:
                 (folder / f"{idx[j]}-true{test.labels[idx[j]]}-pred{pred[j]}.jpg").write_bytes(pictures[j])
     print(f"| mean over {len(names)} families | {sum(accs) / len(accs):.2%} | | |")
+    if args.stored:
+        stored_through(run, test, args.stored, args.save_right, args.against)
     if args.requests == 0:
         return
 
@@ -97,6 +104,23 @@ def main() -> None:
     times.sort()
     print(f"| one prediction through POST /api/predict (280x280 PNG), median of {args.requests} | "
           f"{statistics.median(times):.1f} ms | p95 {times[int(0.95 * len(times))]:.1f} ms |")
+
+
+def stored_through(run, test, n: int, save: str | None, against: str | None) -> None:
+    """MNIST's first `n` test digits, as stored, through `to_mnist` and the run: accuracy, and McNemar against
+    the same measurement of another preprocessing (its --save-right file)."""
+    from mnistlab.evaluate.stats import mcnemar
+    from mnistlab.preprocess import to_mnist
+
+    back = np.stack([to_mnist(test.images[i]).image for i in range(n)])
+    right = run.predict(back) == test.labels[:n]
+    print(f"| MNIST test digits through to_mnist ({n}) | {right.mean():.2%} | "
+          f"{(run.predict(test.images[:n]) == test.labels[:n]).mean():.2%} | |")
+    if save:
+        np.save(save, right)
+    if against:
+        test_ = mcnemar(np.load(against), right)
+        print(f"McNemar against {against}: {test_}")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 grayscale -> find the digit (a small digit in a large photo is cut out and looked at closer) -> polarity
 (ink is the minority of the picture: dark ink on light paper is inverted) -> ruled or squared paper's
-lines removed -> uneven light removed, with a window scaled to the ink's stroke width so a thick stroke
-is never taken for background -> Otsu threshold, specks dropped -> crop to the ink -> stroke width brought
-into MNIST's range (a 1-pixel pen thickened, a marker thinned, a blurry or blocky scan redrawn) -> fit into
+lines removed -> uneven light removed, with the ink found by an opening wider than its strokes so a thick
+stroke is never taken for background -> Otsu threshold above the paper (the values below an Otsu split, so
+a digit filling the frame is not taken for paper), specks dropped, the loops a thick pen filled opened
+again -> crop to the ink -> stroke width brought into MNIST's range (a 1-pixel pen thickened; a marker or
+a blurry scan taken at the higher level of its ink where its strokes are MNIST-wide, else thinned) -> fit into
 20x20 keeping the aspect ratio, anti-aliased -> place in 28x28 with the centre of mass at (14, 14), where
 MNIST's own digits have it (measured: 13.99, 14.00) -> (optional) deskew.
 Each step can be kept for inspection (`steps`, `mnistlab predict --save-preprocessed`).
@@ -132,6 +134,19 @@ def _median(values: np.ndarray) -> float:
     return float(np.median(flat[:: max(1, flat.size // 20000)])) if flat.size else 0.0
 
 
+def _paper_stats(values: np.ndarray) -> tuple[float, float]:
+    """The paper's level and grain (a robust spread) in an ink map: the median and scaled median absolute
+    deviation of the values below an Otsu split, so that a digit covering half the picture (a tight crop)
+    is never taken for the paper."""
+    flat = values.ravel()[:: max(1, values.size // 20000)]
+    if not flat.size:
+        return 0.0, 0.0
+    low, span = float(flat.min()), max(float(np.ptp(flat)), 1e-9)
+    below = flat[flat <= low + otsu_threshold((flat - low) / span) * span]
+    level = float(np.median(below))
+    return level, 1.4826 * float(np.median(np.abs(below - level)))
+
+
 def _main_blobs(mask: np.ndarray, share: float = 0.15) -> np.ndarray:
     """The connected parts of `mask` at least `share` the size of its largest: the digit, without noise and specks."""
     from scipy import ndimage
@@ -208,23 +223,28 @@ def _paper_level(ink: np.ndarray, paper: np.ndarray) -> np.ndarray:
 
 def _strong(residual: np.ndarray) -> np.ndarray:
     """Pixels that stand out of the paper: above an Otsu split and far above the grain (robust spread)."""
-    med = _median(residual)
-    grain = 1.4826 * _median(np.abs(residual - med))
+    med, grain = _paper_stats(residual)
     span = max(float(np.ptp(residual)), 1e-9)
     otsu = residual.min() + otsu_threshold((residual - residual.min()) / span) * span
     return residual > max(otsu, med + 5 * grain)
 
 
 def _remove_light(ink: np.ndarray) -> np.ndarray:
-    """Uneven light: subtract the paper's own level. A first estimate from every pixel shows roughly where
-    the ink is; the final one comes from paper pixels only, leaving out everything within one stroke
-    width of the ink, so a stroke of any width is never taken for background and a shadow is. Light
-    changes slowly: all of it is worked out on a copy at most 120 pixels wide."""
+    """Uneven light: subtract the paper's own level. Two first estimates show roughly where the ink is (above
+    a smooth level of every pixel; above a wide opening, which a dense or wide-stroked digit cannot wear
+    away); the final level comes from paper pixels only, leaving out everything within one stroke width of
+    that ink, so a stroke of any width is never taken for background and a shadow is. Light changes
+    slowly: all of it is worked out on a copy at most 120 pixels wide."""
     from scipy import ndimage
 
     f = max(1, -(-max(ink.shape) // 120))
     small = _resize(ink, (max(1, ink.shape[0] // f), max(1, ink.shape[1] // f))) if f > 1 else ink
     rough = _main_blobs(_strong(small - _paper_level(small, np.ones(small.shape, bool))))
+    # that level reaches into wide strokes and dense ink; an opening wider than the digit's strokes (0.4 of its
+    # size, of the picture's when nothing stood out) takes the strokes out of the light, and keeps shadows in it
+    ys, xs = np.nonzero(rough)
+    extent = max(np.ptp(ys), np.ptp(xs)) + 1 if ys.size else max(small.shape)
+    rough |= _main_blobs(_strong(small - ndimage.grey_opening(small, size=max(3, int(0.4 * extent)))))
     paper = ndimage.distance_transform_edt(~rough) > max(2.0, stroke_width(rough))
     plain = ink - _median(small)
     if paper.mean() < 0.1:  # ink nearly everywhere: nothing to learn the light from
@@ -241,7 +261,7 @@ def _remove_light(ink: np.ndarray) -> np.ndarray:
 def _find_digit(ink: np.ndarray) -> tuple[slice, slice] | None:
     """The box around the main ink (its largest blobs), or None when nothing stands out."""
 
-    lo, hi = _median(ink), np.percentile(ink, 99.99)  # a small digit in a large photo is a few hundred pixels
+    lo, hi = _paper_stats(ink)[0], np.percentile(ink, 99.99)  # a small digit in a large photo is a few hundred pixels
     if hi - lo < MIN_CONTRAST:
         return None
     keep = _main_blobs(ink > lo + 0.5 * (hi - lo))
@@ -274,8 +294,7 @@ def _threshold(ink: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     smooth = ndimage.gaussian_filter(ink, 0.7)
-    med = _median(smooth)
-    grain = 1.4826 * _median(np.abs(smooth - med))
+    med, grain = _paper_stats(smooth)
     t = otsu_threshold(smooth[smooth > 0.02]) if (smooth > 0.02).sum() > 10 else 0.5
     mask = smooth > max(t, 0.15, med + 6 * grain)
     labels, n = ndimage.label(mask)
@@ -294,12 +313,58 @@ def _threshold(ink: np.ndarray) -> np.ndarray:
     return np.isin(labels, np.union1d(big, near))
 
 
+HOLE_DEPTH = 0.15  # a dip this deep in the ink (on its 0-1 scale), closed all round, is a loop's hole, not grain
+
+
+def _loop_holes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The holes of loops that a thick or blurred pen filled above the threshold (the small loops of an 8, 6
+    or 9): basins of the ink closed all round by higher ink, at least HOLE_DEPTH deep, taken down to half
+    their depth, as a blur spreads a hole's edge. The level that closes each pixel in is found by filling
+    holes at falling levels of the ink (grey-level hole filling), on the digit's box only."""
+    from scipy import ndimage
+
+    ys, xs = np.nonzero(mask)
+    box = (slice(max(0, ys.min() - 1), ys.max() + 2), slice(max(0, xs.min() - 1), xs.max() + 2))
+    smooth = ndimage.gaussian_filter(ink, 0.7)[box]
+    closing = np.zeros_like(smooth)  # the highest level at which each pixel is closed in by ink
+    for level in np.arange(float(smooth[mask[box]].min()), float(smooth.max()), 0.025):
+        outside, n = ndimage.label(smooth < level)
+        edge = np.unique(np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]]))
+        closing[(outside > 0) & ~np.isin(outside, edge)] = level
+    depth = np.clip(closing - smooth, 0, None)
+    basins, n = ndimage.label(depth > 0)
+    holes = np.zeros(mask.shape, bool)
+    if n:
+        deepest = np.concatenate([[np.inf], ndimage.maximum(depth, basins, np.arange(1, n + 1))])
+        holes[box] = (basins > 0) & (deepest[basins] >= HOLE_DEPTH) & (depth >= 0.5 * deepest[basins])
+    return holes & mask
+
+
 def _to_work_size(gray: np.ndarray, alpha: np.ndarray | None):
     scale = WORK_SIDE / max(gray.shape)
     if scale >= 1:
         return gray, alpha
     shape = (max(1, round(gray.shape[0] * scale)), max(1, round(gray.shape[1] * scale)))
     return _resize(gray, shape), (_resize(alpha, shape) if alpha is not None else None)
+
+
+def _inner_level(mask: np.ndarray, soft: np.ndarray, widest: float) -> tuple[np.ndarray, np.ndarray]:
+    """A wide, soft stroke (a marker, a blurry scan) is darkest along its middle: the ink's higher levels are
+    a thinner pen's strokes, and they open the bays and loops that the wide pen filled in. The lowest level
+    whose stroke is at most `widest` and whose digit still spans 90% of its centre lines' height and width: its mask and its ink
+    above that level stretched to [0, 1] (the inputs as they are where no level does)."""
+    # the span of the stroke's centre lines, which a thinner pen must still cover
+    height, breadth = np.ptp(np.nonzero(mask), axis=1) + 1 - stroke_width(mask)
+    for level in np.arange(0.3, 0.91, 0.05):
+        inner = _main_blobs(mask & (soft > level), share=0.08)
+        if not inner.any():
+            break
+        h, w = np.ptp(np.nonzero(inner), axis=1) + 1
+        if h < 0.9 * height or w < 0.9 * breadth:
+            break
+        if stroke_width(inner) <= widest:
+            return inner, np.clip((soft - level) / (1 - level), 0, 1)
+    return mask, soft
 
 
 def normalize_stroke(mask: np.ndarray, soft: np.ndarray) -> np.ndarray:
@@ -315,6 +380,10 @@ def normalize_stroke(mask: np.ndarray, soft: np.ndarray) -> np.ndarray:
     if width < lo:
         grown = ndimage.distance_transform_edt(~mask) <= (lo - width) / 2
         return np.maximum(soft, ndimage.gaussian_filter(grown.astype(np.float64), 0.5))
+    mask, soft = _inner_level(mask, soft, hi)
+    width = stroke_width(mask)
+    if width <= hi:
+        return soft
     dt = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
     ridge = mask & (dt >= ndimage.maximum_filter(dt, 3))
     core = dt > (width - hi) / 2
@@ -356,7 +425,7 @@ def _clean(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ink stretched to [0, 1], its mask and the ink kept near the mask; a picture with no digit is refused."""
     from scipy import ndimage
 
-    lo, hi = _median(ink), np.percentile(ink, 99.8)
+    lo, hi = _paper_stats(ink)[0], np.percentile(ink, 99.8)
     if hi - lo < MIN_CONTRAST:
         raise NoDigitFound("no digit found: the picture is blank or uniform; draw or photograph a darker, larger digit")
     ink = np.clip((ink - lo) / (hi - lo), 0, 1)
@@ -365,7 +434,10 @@ def _clean(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NoDigitFound("no digit found: nothing stands out from the background")
     if mask.mean() > MAX_INK_SHARE:
         raise NoDigitFound("no digit found: the ink covers most of the picture (an all-dark image?)")
-    return mask, np.where(ndimage.binary_dilation(mask, iterations=max(1, int(round(max(ink.shape) / 150)))), ink, 0.0)
+    holes = _loop_holes(ink, mask)
+    mask &= ~holes
+    near = ndimage.binary_dilation(mask, iterations=max(1, int(round(max(ink.shape) / 150)))) & ~holes
+    return mask, np.where(near, ink, 0.0)
 
 
 def _centred(canvas: np.ndarray) -> np.ndarray:

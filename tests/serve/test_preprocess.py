@@ -187,3 +187,67 @@ def test_stroke_width_is_measured_and_brought_into_mnist_range():
     fat[20:180, 60:140] = True  # a marker 80 px wide on a 160 px digit
     slim = normalize_stroke(fat, fat.astype(float)) > 0.5
     assert stroke_width(slim) <= 1.5 * STROKE * 200 * 1.44 and slim[100, 100]  # thinner, its centre kept
+
+
+def ring(side=120, radius=30, width=16, hole_floor=0.0, blur=0.0):
+    """An ink map of one loop: a disc of ink `radius` with a round hole whose ink is `hole_floor`."""
+    yy, xx = np.mgrid[:side, :side] - side / 2
+    r = np.hypot(yy, xx)
+    ink = np.where(r <= radius, 1.0, 0.0)
+    ink[r <= radius - width] = hole_floor
+    return ndimage.gaussian_filter(ink, blur) if blur else ink
+
+
+def test_paper_level_is_the_paper_even_when_the_digit_covers_most_of_the_picture():
+    from mnistlab.preprocess import _paper_stats
+
+    rng = np.random.default_rng(0)
+    ink = np.where(rng.uniform(size=(100, 100)) < 0.6, 0.8, 0.1) + rng.normal(0, 0.01, (100, 100))  # 60% ink
+    level, grain = _paper_stats(ink)
+    assert level == pytest.approx(0.1, abs=0.005) and grain == pytest.approx(0.01, rel=0.2)
+    assert np.median(ink) > 0.7  # the plain median, which this replaces, lands on the ink
+
+
+def test_a_loop_filled_by_a_thick_pen_is_opened_down_to_half_its_depth():
+    from mnistlab.preprocess import HOLE_DEPTH, _loop_holes
+
+    ink = ring(hole_floor=0.6)  # the hole's ink 0.6: over any threshold, 0.4 below its rim
+    holes = _loop_holes(ink, ink > 0.3)
+    yy, xx = np.mgrid[:120, :120] - 60
+    hole = np.hypot(yy, xx) <= 30 - 16
+    assert (holes == hole).mean() > 0.99, "the whole flat-floored hole, nothing of the ring"
+    shallow = ring(hole_floor=1 - HOLE_DEPTH / 2)  # a dip of half the depth: grain, not a loop
+    assert not _loop_holes(shallow, shallow > 0.3).any()
+    bay = ink.copy()
+    bay[55:65, 60:] = 0.6  # the same dip opened to the outside: a bay (a 3's), not a hole
+    assert not _loop_holes(bay, bay > 0.3).any()
+
+
+def test_a_blurred_wide_stroke_is_taken_at_the_level_where_it_is_mnist_wide():
+    from mnistlab.preprocess import STROKE, STROKE_BAND, _inner_level, stroke_width
+
+    soft = ring(side=140, radius=60, width=40, blur=8)  # a marker's O: stroke 40 px in a 120 px digit, soft edges
+    mask = soft > 0.25
+    hi = STROKE_BAND[1] * STROKE * 120
+    assert stroke_width(mask) > hi
+    inner, ink = _inner_level(mask, soft, hi)
+    assert stroke_width(inner) <= hi and inner.sum() < mask.sum()
+    ys, xs = np.nonzero(inner)
+    assert np.ptp(ys) + 1 >= 0.9 * (120 - 40) and np.ptp(xs) + 1 >= 0.9 * (120 - 40), "the O keeps its centre line"
+    assert ((ink > 0) == inner).all(), "the ink above the level, and nothing else"
+    flat = ring(side=140, radius=60, width=40) > 0.5  # a hard-edged marker: no higher level is thinner
+    assert _inner_level(flat, flat.astype(float), hi)[0] is flat
+
+
+def test_a_wide_digit_filling_the_frame_keeps_its_strokes_whole():
+    side, width, grow = 160, 28, 6  # an O cut by the frame, its stroke a sixth of the picture, under a light gradient
+    img = Image.new("L", (side, side), 230)
+    ImageDraw.Draw(img).ellipse((-grow, -grow, side + grow, side + grow), outline=20, width=width)
+    gray = np.asarray(img, np.float64) / 255 - np.linspace(0, 0.25, side)[None, :] * (np.asarray(img) > 100)
+    pre = to_mnist(gray, keep_steps=True)
+    yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
+    r = np.hypot(yy, xx)
+    outer = side / 2 + grow
+    stroke = (r > outer - width + 3) & (r < outer - 3)
+    assert pre.steps["3-clean"][stroke].min() > 0.5, "no part of the wide stroke worn away"
+    assert pre.steps["3-clean"][r < outer - width - 3].max() == 0, "the paper inside is paper"
