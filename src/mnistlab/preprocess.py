@@ -319,8 +319,9 @@ HOLE_DEPTH = 0.15  # a dip this deep in the ink (on its 0-1 scale), closed all r
 def _loop_holes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The holes of loops that a thick or blurred pen filled above the threshold (the small loops of an 8, 6
     or 9): basins of the ink closed all round by higher ink, at least HOLE_DEPTH deep, taken down to half
-    their depth, as a blur spreads a hole's edge. The level that closes each pixel in is found by filling
-    holes at falling levels of the ink (grey-level hole filling), on the digit's box only."""
+    their depth, as a blur spreads a hole's edge. The highest level that closes each pixel in is found by
+    labelling what lies below each level of the ink, 0.025 apart (grey-level hole filling), on the digit's
+    box only."""
     from scipy import ndimage
 
     ys, xs = np.nonzero(mask)
@@ -328,7 +329,7 @@ def _loop_holes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     smooth = ndimage.gaussian_filter(ink, 0.7)[box]
     closing = np.zeros_like(smooth)  # the highest level at which each pixel is closed in by ink
     for level in np.arange(float(smooth[mask[box]].min()), float(smooth.max()), 0.025):
-        outside, n = ndimage.label(smooth < level)
+        outside, _ = ndimage.label(smooth < level)
         edge = np.unique(np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]]))
         closing[(outside > 0) & ~np.isin(outside, edge)] = level
     depth = np.clip(closing - smooth, 0, None)
@@ -351,8 +352,8 @@ def _to_work_size(gray: np.ndarray, alpha: np.ndarray | None):
 def _inner_level(mask: np.ndarray, soft: np.ndarray, widest: float) -> tuple[np.ndarray, np.ndarray]:
     """A wide, soft stroke (a marker, a blurry scan) is darkest along its middle: the ink's higher levels are
     a thinner pen's strokes, and they open the bays and loops that the wide pen filled in. The lowest level
-    whose stroke is at most `widest` and whose digit still spans 90% of its centre lines' height and width: its mask and its ink
-    above that level stretched to [0, 1] (the inputs as they are where no level does)."""
+    whose stroke is at most `widest` and whose digit still spans 90% of its centre lines' height and width:
+    its mask and its ink above that level stretched to [0, 1] (the inputs as they are where no level does)."""
     # the span of the stroke's centre lines, which a thinner pen must still cover
     height, breadth = np.ptp(np.nonzero(mask), axis=1) + 1 - stroke_width(mask)
     for level in np.arange(0.3, 0.91, 0.05):
