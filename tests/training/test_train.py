@@ -311,7 +311,7 @@ def test_unwritable_run_folder(real_home, tmp_path):
 
 
 def test_full_disk_while_saving_keeps_the_last_checkpoint(real_home, tmp_path, monkeypatch):
-    from mnistlab import run as run_mod
+    from mnistlab.run import folder as run_mod
 
     real_save, calls = run_mod.save_torch, []
 
