@@ -75,10 +75,18 @@ def load_gray(source: str | Path | bytes) -> tuple[np.ndarray, np.ndarray | None
     return gray, alpha
 
 
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
-    centers = (edges[:-1] + edges[1:]) / 2
+def _histogram(values: np.ndarray) -> np.ndarray:
+    """np.histogram(values, 256, range=(0, 1))[0] by one bincount. The same counts: times 256 (a power of two) is
+    exact in floating point, so every value's bin is its floor, as numpy's edge corrections would make it."""
+    values = values.ravel()
+    values = values[(values >= 0.0) & (values <= 1.0)]
+    return np.bincount(np.minimum((values * 256).astype(np.intp), 255), minlength=256)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's split of values in [0, 1], in 256 bins: the centre of the bin that best separates two classes."""
+    hist = _histogram(values).astype(np.float64)
+    centers = (np.arange(256) + 0.5) / 256
     w0 = np.cumsum(hist)
     w1 = w0[-1] - w0
     m0 = np.cumsum(hist * centers)
@@ -154,8 +162,9 @@ def _main_blobs(mask: np.ndarray, share: float = 0.15) -> np.ndarray:
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-    return np.isin(labels, np.flatnonzero(sizes >= share * sizes.max()) + 1)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    return (sizes >= share * sizes.max())[labels]
 
 
 def stroke_width(mask: np.ndarray) -> float:
@@ -199,7 +208,7 @@ def _remove_ruled_lines(ink: np.ndarray) -> np.ndarray:
         groups, n = ndimage.label(strong)
         thin = max(3, len(level) // 40)
         widths = np.bincount(groups, minlength=n + 1)[1:]
-        lines = np.isin(groups, np.flatnonzero(widths <= thin) + 1)
+        lines = np.concatenate([[False], widths <= thin])[groups]
         if ndimage.label(lines)[1] >= 3:
             ink = ink - np.expand_dims(np.where(lines, line, 0.0), axis)
     return ink
@@ -301,16 +310,16 @@ def _threshold(ink: np.ndarray) -> np.ndarray:
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     if n == 0 or sizes.max() < 4:  # dust only
         return np.zeros_like(mask)
-    big = np.flatnonzero(sizes >= 0.08 * sizes.max()) + 1
-    ys, xs = np.nonzero(np.isin(labels, big))
+    big = np.concatenate([[False], sizes >= 0.08 * sizes.max()])  # by label, as a table
+    ys, xs = np.nonzero(big[labels])
     (y0, y1), (x0, x1) = (ys.min(), ys.max()), (xs.min(), xs.max())
     margin = 0.25 * max(y1 - y0, x1 - x0)
-    rows, cols = np.indices(labels.shape)
-    cy = np.bincount(labels.ravel(), weights=rows.ravel(), minlength=n + 1)[1:] / np.maximum(sizes, 1)
-    cx = np.bincount(labels.ravel(), weights=cols.ravel(), minlength=n + 1)[1:] / np.maximum(sizes, 1)
-    near = np.flatnonzero((sizes >= max(0.01 * sizes.max(), 2)) & (cy >= y0 - margin) & (cy <= y1 + margin)
-                          & (cx >= x0 - margin) & (cx <= x1 + margin)) + 1
-    return np.isin(labels, np.union1d(big, near))
+    rows, cols = np.nonzero(labels)  # each part's centre, summed in the same order as over the whole picture
+    cy = np.bincount(labels[rows, cols], weights=rows, minlength=n + 1)[1:] / np.maximum(sizes, 1)
+    cx = np.bincount(labels[rows, cols], weights=cols, minlength=n + 1)[1:] / np.maximum(sizes, 1)
+    near = np.concatenate([[False], (sizes >= max(0.01 * sizes.max(), 2)) & (cy >= y0 - margin) & (cy <= y1 + margin)
+                           & (cx >= x0 - margin) & (cx <= x1 + margin)])
+    return (big | near)[labels]
 
 
 HOLE_DEPTH = 0.15  # a dip this deep in the ink (on its 0-1 scale), closed all round, is a loop's hole, not grain
@@ -329,9 +338,10 @@ def _loop_holes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     smooth = ndimage.gaussian_filter(ink, 0.7)[box]
     closing = np.zeros_like(smooth)  # the highest level at which each pixel is closed in by ink
     for level in np.arange(float(smooth[mask[box]].min()), float(smooth.max()), 0.025):
-        outside, _ = ndimage.label(smooth < level)
-        edge = np.unique(np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]]))
-        closing[(outside > 0) & ~np.isin(outside, edge)] = level
+        outside, n = ndimage.label(smooth < level)
+        enclosed = np.ones(n + 1, bool)  # by label: closed in, not reaching the box's edge (nor the ink, label 0)
+        enclosed[np.concatenate([[0], outside[0], outside[-1], outside[:, 0], outside[:, -1]])] = False
+        closing[enclosed[outside]] = level
     depth = np.clip(closing - smooth, 0, None)
     basins, n = ndimage.label(depth > 0)
     holes = np.zeros(mask.shape, bool)

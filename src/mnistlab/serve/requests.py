@@ -12,7 +12,6 @@ import io
 import threading
 from collections import OrderedDict
 
-import numpy as np
 from fastapi import Request
 
 from mnistlab.preprocess import ImageError, NoDigitFound, to_mnist
@@ -86,11 +85,13 @@ async def _send_json(send, status: int, obj) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _png_data_url(img: np.ndarray) -> str:
+def _png_data_url(img) -> str:
+    """A PNG data URL of an image (a PIL image, or an array as Image.fromarray takes it)."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG", compress_level=1)  # 40% less time than 6 for 8% more bytes
+    image = img if isinstance(img, Image.Image) else Image.fromarray(img)
+    image.save(buf, format="PNG", compress_level=1)  # 40% less time than 6 for 8% more bytes
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
