@@ -440,7 +440,9 @@ def predict_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A train
                 as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                 deskew: bool = typer.Option(False, help="Straighten slanted digits first."),
                 save_preprocessed: Optional[Path] = typer.Option(None, "--save-preprocessed", help="Write each preprocessing step as PNG here.")):
-    """Predict the class of each image, brought into MNIST's form first."""
+    """Predict the class of each image, brought into MNIST's form first; each answer says whether the image looks
+    like what the run was trained on (mnistlab ood RUN: how well that is told)."""
+    from mnistlab.ood import doubt
     from mnistlab.serve.predict import predict_images
 
     results = predict_images(run_dir, images, top=top, deskew=deskew, save_dir=save_preprocessed)
@@ -452,7 +454,8 @@ def predict_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A train
                 err.print(f"{r['image']}: error: {r['error']}", markup=False, highlight=False, soft_wrap=True)
             else:
                 alts = "  ".join(f"{t['class']} {t['probability']:.1%}" for t in r["top"])
-                out.print(f"{r['image']}: {r['prediction']}  ({alts})", markup=False, highlight=False)
+                flagged = [f"  ({doubt(k)})" for k in ("digit_like", "in_distribution") if r.get(k) is False]
+                out.print(f"{r['image']}: {r['prediction']}  ({alts}){''.join(flagged)}", markup=False, highlight=False)
     if any("error" in r for r in results):
         raise typer.Exit(1)
 
@@ -524,6 +527,39 @@ def robustness_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A fi
             table.add_row(e, f"{adv['fgsm'][e]:.1%}", f"{adv['pgd'][e]:.1%}", f"{low:.1%}-{high:.1%}")
         out.print(table)
     out.print(f"wrote {Path(run_dir) / 'robustness.json'} and {r['picture']}")
+
+
+@app.command("ood")
+def ood_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished run (any kind; an ensemble too)."),
+            as_json: bool = typer.Option(False, "--json", help="Print ood.json."),
+            against: list[str] = typer.Option([], "--against", help="A set to measure against (repeatable; default: every "
+                                               "cached catalog dataset of other classes, and uniform, gaussian, scrambled)."),
+            detector: list[str] = typer.Option([], "--detector", help="msp, max_logit, energy, mahalanobis, knn or vim "
+                                                "(repeatable; default: all the run can use)."),
+            images: int = typer.Option(10_000, help="Images of each set (the first N test images; N generated)."),
+            seed: int = typer.Option(0, help="Seed of the generated sets and the bootstrap."),
+            out_dir: Optional[Path] = typer.Option(None, "--out", help="Also write ood.json and ood.png here."),
+            data_dir: Optional[Path] = DataDir):
+    """Is it a digit at all? How well each detector tells the test set from other kinds of images (AUROC, AUPR-in,
+    AUPR-out, FPR at 95% TPR, bootstrap intervals), and the detector every answer carries; writes RUN/ood.json and ood.png."""
+    from mnistlab.ood import measure_ood
+
+    r = measure_ood(run_dir, against=against, detectors=detector, images=images, seed=seed, out=out_dir, data_dir=data_dir)
+    if as_json:
+        print(json.dumps(r, indent=2))
+        return
+    out.print(f"[bold]{r['model']}[/bold]: {r['in_distribution']} against {', '.join(r['sets'])}")
+    sets = r["sets"]
+    table = Table("detector", *(f"{s} AUROC / FPR95" for s in sets), "wrong-vs-right AUROC", box=None)
+    for name, row in r["detectors"].items():
+        table.add_row(name + (" (chosen)" if name == r["chosen"] else ""),
+                      *(f"{row[s]['auroc']:.4f} / {row[s]['fpr95']:.1%}" for s in sets), f"{r['misclassification'][name]:.3f}")
+    out.print(table)
+    if r["unavailable"]:
+        out.print(f"not measured: {r['unavailable']}")
+    out.print(f"answers carry {r['field']} by {r['chosen']} (score >= {r['threshold']:.4g}, set so 95% of held-out training "
+              f"images pass); on the test set {r['false_alarm_test']:.1%} are flagged as not {r['field'].replace('_', ' ')}")
+    out.print(f"wrote {Path(run_dir) / 'ood.json'} and {r['picture']}")
 
 
 @app.command("export")

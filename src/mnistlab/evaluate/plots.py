@@ -253,3 +253,27 @@ def robustness_curve(adversarial: dict):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def ood_picture(in_scores: np.ndarray, others: dict[str, np.ndarray], threshold: float, detector: str,
+                coverage: list[dict], field: str):
+    """Left: the chosen detector's scores, the test images' against each other set's, with the threshold; right:
+    accuracy against coverage (the model answering only the images it is surest of)."""
+    plt = _plt()
+    fig, (ax, ax_cov) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.6, 1]})
+    everything = np.concatenate([in_scores, *others.values()])
+    low, high = np.percentile(everything, [0.5, 99.5])
+    bins = np.linspace(low, high if high > low else low + 1, 60)
+    ax.hist(np.clip(in_scores, low, high), bins=bins, density=True, alpha=0.55, color="black", label="test images")
+    for name, scores in others.items():
+        ax.hist(np.clip(scores, low, high), bins=bins, density=True, histtype="step", linewidth=1.4, label=name)
+    ax.axvline(threshold, color="red", linestyle="--", label=f"threshold ({field} at or above)")
+    ax.set(xlabel=f"{detector} score (higher: more like the training images)", ylabel="density",
+           title="scores: the test set against images of other kinds")
+    ax.legend(fontsize=7, loc="upper left")
+    ax_cov.plot([c["coverage"] for c in coverage], [c["accuracy"] for c in coverage], marker="o", markersize=3)
+    ax_cov.set(xlabel="coverage (share of test images answered)", ylabel="accuracy", xlim=(0, 1.02),
+               title=f"risk-coverage by {detector}")
+    ax_cov.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -23,6 +23,7 @@ from fastapi import Request
 
 from mnistlab.errors import MnistlabError
 from mnistlab.models.reference import shown_name
+from mnistlab.ood import judged, kept_detector
 from mnistlab.preprocess import to_mnist
 from mnistlab.run import Run
 from mnistlab.serve.inside import PAD_METHODS, explain_upload
@@ -93,7 +94,8 @@ def predict_upload(run: Run, data: bytes, preprocess=to_mnist) -> dict:
     probs = run.predict_proba(pre.image[None])[0]
     best = int(np.argmax(probs))
     return {"model": run.path.name, "classes": run.classes, "probabilities": [float(p) for p in probs],
-            "prediction": run.classes[best], "probability": float(probs[best]), "inverted": pre.inverted,
+            "prediction": run.classes[best], "probability": float(probs[best]), **judged(run, pre.image[None])[0],
+            "inverted": pre.inverted,
             "preprocessed": _png_data_url(pre.image), "milliseconds": (time.perf_counter() - t0) * 1000}
 
 
@@ -108,6 +110,8 @@ def create_app(default: Run, runs_dir: str | Path | None = None, max_upload: int
 
     store = ModelStore(default, Path(runs_dir) if runs_dir else None)
     store.get(None)
+    # the served run's OOD detector is chosen (once, then kept in its folder) while the server starts answering
+    threading.Thread(target=_warm_detector, args=(default,), daemon=True).start()
     preprocess = Preprocessings(processes)
     app = FastAPI(title="mnistlab drawing pad", docs_url="/api/docs", openapi_url="/api/openapi.json",
                   lifespan=preprocess.lifespan)
@@ -154,6 +158,13 @@ def create_app(default: Run, runs_dir: str | Path | None = None, max_upload: int
         return await answer(request, model, lambda run, data: explain_upload(run, data, chosen, preprocess))
 
     return BodyLimit(app, max_upload)
+
+
+def _warm_detector(run: Run) -> None:
+    try:
+        kept_detector(run)
+    except Exception:  # noqa: BLE001 (a thread of its own: the first answer says why, once, through ood.judged)
+        pass
 
 
 def _describe(rid: str, run: Run, default: Run) -> dict:

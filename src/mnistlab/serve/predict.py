@@ -13,7 +13,8 @@ from mnistlab.run import Run
 
 def predict_images(run: Run | str | Path, images: list[str | Path | bytes], *, top: int = 3, deskew: bool = False,
                    save_dir: str | Path | None = None) -> list[dict]:
-    """One result per image: {"image", "prediction", "probability", "top": [{"class", "probability"}...]} or {"image", "error"}."""
+    """One result per image: {"image", "prediction", "probability", "top": [{"class", "probability"}...], "ood_score",
+    "digit_like" (for a digit model; else "in_distribution")} or {"image", "error"}."""
     run = run if isinstance(run, Run) else Run(run)
     if top < 1:
         raise MnistlabError(f"--top must be at least 1, got {top}")
@@ -31,10 +32,12 @@ def predict_images(run: Run | str | Path, images: list[str | Path | bytes], *, t
         batch.append(pre.image)
         where.append(len(results) - 1)
     if batch:
+        from mnistlab.ood import judged
+
         probs = run.predict_proba(np.stack(batch))
         classes = run.classes
-        for i, p in zip(where, probs):
+        for i, p, judgement in zip(where, probs, judged(run, np.stack(batch))):
             order = np.argsort(-p)[: min(top, len(classes))]
             results[i].update({"prediction": classes[order[0]], "probability": float(p[order[0]]),
-                               "top": [{"class": classes[j], "probability": float(p[j])} for j in order]})
+                               "top": [{"class": classes[j], "probability": float(p[j])} for j in order], **judgement})
     return results
