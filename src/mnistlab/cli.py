@@ -422,13 +422,15 @@ def bench_cmd(suite: str = typer.Option("quick", help="quick, classic, full or s
               out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for bench.json/csv/md and the runs."),
               robustness: bool = typer.Option(False, "--robustness", help="Add MNIST-C and PGD columns (mnistlab robustness on each run)."),
               attack_images: int = typer.Option(1000, help="With --robustness: test images attacked per run."),
+              ood: bool = typer.Option(False, "--ood", help="Add an OOD column: mnistlab ood's chosen detector's AUROC "
+                                       "against the other kind of images (Fashion-MNIST for digits, MNIST for clothes)."),
               quiet: bool = typer.Option(False, "--quiet", "-q"), data_dir: Optional[Path] = DataDir):
     """Train and evaluate a grid of models x datasets beside the published results."""
     from mnistlab.bench import run_bench
     from mnistlab.bench.leaderboard import markdown
 
     result = run_bench(suite, datasets or None, models or None, seeds, out_dir, progress=not quiet, data_dir=data_dir,
-                       robustness=robustness, attack_images=attack_images)
+                       robustness=robustness, attack_images=attack_images, ood=ood)
     print(markdown(result["rows"]))
     out.print(f"wrote {result['out']}/bench.json, bench.csv, bench.md")
 

@@ -26,6 +26,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # onecycle | cosine | step | none, per step so resume follows the same curve
     weight_decay: float = 0.0  # L2 (adam, sgd, adadelta) or decoupled (adamw)
     label_smoothing: float = 0.0  # softens one-hot targets: helps the strongly augmented nets calibrate
+    logit_norm: float | None = None  # LogitNorm (Wei et al. 2022; 0.04 on CIFAR-10): the loss of logits / (T |logits|); None: plain
     dropout: float | None = None  # None keeps the model's own default
     augment: str = "none"  # none | light | strong | KEY=VAL,... (see training/augment.py), mixup and cutmix included
     ema: float = 0.0  # decay of an exponential moving average of the weights, evaluated and saved instead (0: none; 0.999 typical)
@@ -63,6 +64,8 @@ class TrainConfig:
         need(self.lr > 0, f"learning rate must be > 0, got {self.lr!r}")
         need(self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay!r}")
         need(0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        need(self.logit_norm is None or (isinstance(self.logit_norm, (int, float)) and self.logit_norm > 0),
+             f"logit norm's temperature must be > 0 (or unset), got {self.logit_norm!r}")
         need(0 <= self.ema < 1, f"ema (the weight average's decay) must be in [0, 1), got {self.ema!r}")
         need(self.dropout is None or 0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout!r}")
         need(self.val_split >= 0, f"val split must be >= 0 images, got {self.val_split!r}")

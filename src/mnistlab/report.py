@@ -39,12 +39,14 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
         raise RunError(f"{run.path} did not finish (no metrics.json): resume it with mnistlab train --resume {run.path}")
     out = Path(out_dir) if out_dir else run.path
     ev, test, probs = evaluate_with_probs(run, data_dir=data_dir)
+    from mnistlab.ood import read_ood
     from mnistlab.robustness import read_robustness
 
     spec = get_spec(run.config["dataset"])
     m = run.metrics
     robust = read_robustness(run)
-    figures = {**_figures(run, ev, test, probs, spec), **_robustness_figures(run, robust)}
+    ood = read_ood(run)
+    figures = {**_figures(run, ev, test, probs, spec), **_robustness_figures(run, robust), **_ood_figures(run, ood)}
 
     summary = [("test accuracy", ev["accuracy"]), ("errors", f"{ev['errors']:,} of {ev['n']:,}"), ("test loss", ev["loss"]),
                ("top-3 accuracy", ev["top_k_accuracy"].get("3")), ("macro F1", ev["macro_f1"]), ("ECE", ev["ece"]),
@@ -60,7 +62,7 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
     title = f"{run.config['model']} on {spec.title}"
 
     tables = {"confusion": ("Per-class metrics", ["class", "precision", "recall", "F1", "support"], _per_class_rows(ev)),
-              **_robustness_tables(robust)}
+              **_robustness_tables(robust), **_ood_tables(ood)}
     atomic_write_bytes(out / "report.html", _html(title, run, summary, cfg_rows, env_rows, tables, figures).encode(),
                        hint="the run folder must be writable", error=RunError)
     files = out / "report_files"
@@ -177,6 +179,30 @@ def _robustness_tables(robust: dict | None) -> dict:
                              ["eps", "FGSM", "PGD", "PGD 95% interval"],
                              [(e, adv["fgsm"][e], adv["pgd"][e], "{:.3f} - {:.3f}".format(*adv["intervals"]["pgd"][e])) for e in adv["pgd"]])
     return tables
+
+
+def _ood_figures(run: Run, ood: dict | None) -> dict:
+    """`mnistlab ood`'s picture: the chosen detector's scores on the test set and the other sets, and the
+    risk-coverage curve, when it has been run."""
+    from mnistlab.ood import PICTURE
+
+    if ood is None or not (run.path / PICTURE).exists():
+        return {}
+    return {"ood": (f"Is it a digit at all: {ood['chosen']} scores, and accuracy when the model may abstain",
+                    (run.path / PICTURE).read_bytes())}
+
+
+def _ood_tables(ood: dict | None) -> dict:
+    """AUROC and FPR at 95% TPR of each detector against each set, and how well each tells right from wrong."""
+    if ood is None:
+        return {}
+    sets = ood["sets"]
+    rows = [(name + (" (chosen)" if name == ood["chosen"] else ""),
+             *(f"{row[s]['auroc']:.4f} / {row[s]['fpr95']:.1%}" for s in sets), ood["misclassification"][name])
+            for name, row in ood["detectors"].items()]
+    title = (f"Out-of-distribution detection against {', '.join(sets)} (AUROC / FPR at 95% TPR; {ood['in_distribution']}); "
+             f"answers carry {ood['field']} by {ood['chosen']}, {ood['false_alarm_test']:.1%} of test images flagged")
+    return {"ood": (title, ["detector", *sets, "right-vs-wrong AUROC"], rows)}
 
 
 def _calibration_rows(m: dict) -> list[tuple[str, object]]:

@@ -83,3 +83,19 @@ def test_bench_robustness_adds_the_mnist_c_and_pgd_columns(real_home, tmp_path, 
     with open(tmp_path / "b" / "bench.csv") as fh:
         assert "pgd_0.3" in next(csv.reader(fh))
     assert (tmp_path / "b" / "runs" / "mnist-mlp-s0" / "robustness.json").exists()
+
+
+@pytest.mark.realdata
+def test_bench_ood_adds_the_auroc_against_the_other_kind_of_images(real_home, tmp_path, monkeypatch):
+    import functools
+
+    import mnistlab.ood as ood
+
+    monkeypatch.setattr(ood, "measure_ood", functools.partial(ood.measure_ood, images=500, resamples=10))
+    result = run_bench("quick", models=["mlp"], seeds=1, out=tmp_path / "b", data_dir=real_home,
+                       settings={"train_subset": 2000, "epochs": 1}, ood=True)
+    row = result["rows"][0]
+    kept = json.loads((tmp_path / "b" / "runs" / "mnist-mlp-s0" / "ood.json").read_text())
+    assert row["ood_set"] == "fashion-mnist" and row["ood_auroc"] == kept["detectors"][kept["chosen"]]["fashion-mnist"]["auroc"]
+    md = (tmp_path / "b" / "bench.md").read_text()
+    assert "OOD AUROC (vs fashion-mnist)" in md and f"{row['ood_auroc']:,.4f}" in md and "MNIST-C" not in md

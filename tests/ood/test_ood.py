@@ -95,3 +95,12 @@ def test_predict_says_whether_a_picture_looks_like_a_digit(cnn_run, real_home, t
 def test_an_unknown_detector_is_one_line(cnn_run, real_home, capsys):
     assert invoke(["ood", str(cnn_run.path), "--detector", "odin", "--data-dir", str(real_home)]) != 0
     assert "unknown detector 'odin'" in capsys.readouterr().err
+
+
+def test_the_report_shows_the_ood_table_and_picture(cnn_run, real_home):
+    from mnistlab.report import build_report
+
+    measure_ood(cnn_run, against=["uniform"], images=300, resamples=10, data_dir=real_home)
+    md = build_report(cnn_run, data_dir=real_home)["md"].read_text()
+    assert "## Out-of-distribution detection against uniform" in md and "report_files/ood.png" in md
+    assert "| msp |" in md or "| msp (chosen) |" in md

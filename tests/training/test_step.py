@@ -58,6 +58,34 @@ def test_eager_step_is_a_plain_loop():
     assert all(isinstance(g["lr"], float) for g in step.optimizer_state()["param_groups"])
 
 
+def test_logit_norm_is_the_cross_entropy_of_unit_logits_over_its_temperature():
+    """Wei et al. 2022, eq. 7, written out by hand: the step trains exactly on it, and its loss is what it reports."""
+    data = batches(3)
+    torch.manual_seed(0)
+    plain = create_model("speednet", 10).to(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    net = create_model("speednet", 10).to(memory_format=torch.channels_last)
+    opt_plain = torch.optim.Adam(plain.parameters(), lr=1e-3, fused=True)
+    engine = Engine(CPU, "fp32", "eager")
+    step = make_step(net, make_optimizer("adam", net.parameters(), 1e-3, 0.0, engine), engine, batch_size=32,
+                     label_smoothing=0.0, augment=Augment(), logit_norm=0.04)
+    total = 0.0
+    for x, y in data:
+        logits = plain(x.contiguous(memory_format=torch.channels_last))
+        norms = torch.sqrt((logits ** 2).sum(1, keepdim=True)) + 1e-7
+        loss = -torch.log_softmax(logits / norms / 0.04, 1)[torch.arange(len(y)), y].mean()
+        opt_plain.zero_grad()
+        loss.backward()
+        opt_plain.step()
+        total += float(loss.detach()) * len(y)
+        step(x, y, 1e-3)
+    for a, b in zip(plain.state_dict().values(), net.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert abs(step.totals()[1] - total) < 1e-3
+    with pytest.raises(InvalidArgument, match="logit norm's temperature must be > 0"):
+        train("speednet", "mnist", logit_norm=0.0)
+
+
 @pytest.mark.skipif(not eng.cpu_has_bf16(), reason="this CPU has neither AMX nor AVX512-BF16")
 def test_bf16_step_computes_in_bf16_and_keeps_fp32_weights():
     net = create_model("speednet", 10).to(memory_format=torch.channels_last)

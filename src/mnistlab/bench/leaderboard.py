@@ -48,14 +48,18 @@ def plan(suite: str, datasets: list[str] | None, models: list[str] | None) -> li
 
 
 ROBUST = ["mean_corruption_accuracy", "pgd_0.1", "pgd_0.2", "pgd_0.3"]  # the columns `--robustness` adds
+OOD = ["ood_auroc"]  # the column `--ood` adds: the chosen detector's AUROC against the other kind of images
+EXTRA_HEADS = {"mean_corruption_accuracy": "MNIST-C mean", "pgd_0.1": "PGD eps 0.1", "pgd_0.2": "PGD eps 0.2",
+               "pgd_0.3": "PGD eps 0.3", "ood_auroc": "OOD AUROC"}
 
 
 def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: list[str] | None = None, seeds: int = 1,
               out: str | Path | None = None, progress: bool = False, data_dir=None, settings: dict | None = None,
-              robustness: bool = False, attack_images: int = 1000) -> dict:
+              robustness: bool = False, attack_images: int = 1000, ood: bool = False) -> dict:
     """Train every cell `seeds` times; write bench.json, bench.csv and bench.md into `out`; return the result.
     `robustness`: each run measured by `mnistlab robustness` too (MNIST-C mean, PGD-40 at eps 0.1, 0.2, 0.3 on the
-    first `attack_images` test images), averaged over seeds into the row."""
+    first `attack_images` test images), averaged over seeds into the row. `ood`: each run measured by `mnistlab ood`
+    too, its chosen detector's AUROC against the other kind of images (Fashion-MNIST for digits, MNIST for clothes)."""
     if seeds < 1:
         raise InvalidArgument(f"seeds must be >= 1, got {seeds}")
     cells = plan(suite, datasets, models)
@@ -66,7 +70,7 @@ def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: l
         task = bar.add_task("bench", total=len(cells) * seeds) if bar else None
         for dataset, model, cell_settings in cells:
             rows.append(_bench_cell(suite, dataset, model, {**cell_settings, **(settings or {})}, seeds, out, data_dir,
-                                    bar, task, attack_images if robustness else None))
+                                    bar, task, attack_images if robustness else None, ood))
     mark_differences(rows, data_dir)
     result = {"suite": suite, "seeds": seeds, "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows,
               "versions": versions()}
@@ -81,12 +85,12 @@ def run_bench(suite: str = "quick", datasets: list[str] | None = None, models: l
     return result
 
 
-def _bench_cell(suite, dataset, model, kw, seeds, out, data_dir, bar, task, attack_images) -> dict:
+def _bench_cell(suite, dataset, model, kw, seeds, out, data_dir, bar, task, attack_images, ood=False) -> dict:
     """One row: the cell trained `seeds` times (a failing seed recorded, the rest go on), with its references and,
     when `attack_images` is given, its robustness columns."""
     from mnistlab.training import train
 
-    accs, secs, ips, errors, last, paths, robust = [], [], [], [], None, [], []
+    accs, secs, ips, errors, last, paths, robust, detected = [], [], [], [], None, [], [], []
     for seed in range(seeds):
         if bar:
             bar.update(task, description=f"{model} on {dataset} (seed {seed})")
@@ -100,6 +104,8 @@ def _bench_cell(suite, dataset, model, kw, seeds, out, data_dir, bar, task, atta
             ips.append(_predict_speed(last, data_dir) if suite == "speed" else m.get("test_images_per_second") or 0)
             if attack_images is not None:
                 robust.append(_robust_numbers(last, attack_images, data_dir))
+            if ood:
+                detected.append(_ood_numbers(last, data_dir))
         except MnistlabError as exc:
             errors.append(str(exc))
         except Exception as exc:  # a bug in one cell must not lose the sweep; keep the evidence
@@ -118,6 +124,8 @@ def _bench_cell(suite, dataset, model, kw, seeds, out, data_dir, bar, task, atta
         "reference_accuracy": max((r["accuracy"] for r in refs), default=None),
         "status": "ok" if not errors else ("failed: " + errors[0])[:300],
         **({k: _mean_of(robust, k) for k in ROBUST} if attack_images is not None else {}),
+        **({"ood_auroc": _mean_of(detected, "ood_auroc"), "ood_set": detected[0]["ood_set"] if detected else None}
+           if ood else {}),
     }
 
 
@@ -128,6 +136,18 @@ def _robust_numbers(run, attack_images: int, data_dir) -> dict:
     r = measure_robustness(run, attack_images=attack_images, data_dir=data_dir)
     pgd = r["adversarial"].get("pgd", {})
     return {"mean_corruption_accuracy": r["mean_corruption_accuracy"], **{f"pgd_{e}": pgd.get(e) for e in ("0.1", "0.2", "0.3")}}
+
+
+def _ood_numbers(run, data_dir) -> dict:
+    """The bench's OOD column for one run: `mnistlab ood` against the other kind of images (written into the run)."""
+    from mnistlab.ood import measure_ood
+    from mnistlab.ood.sets import catalog_sets
+
+    other = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}.get(run.config["dataset"])
+    cached = catalog_sets(run.config["dataset"], data_dir)[0]
+    name = other if other in cached else (cached or ["uniform"])[0]
+    r = measure_ood(run, against=[name], data_dir=data_dir)
+    return {"ood_auroc": r["detectors"][r["chosen"]][name]["auroc"], "ood_set": name}
 
 
 def _mean_of(numbers: list[dict], key: str):
@@ -184,7 +204,7 @@ def _predict_speed(run, data_dir, repeats: int = 3) -> float:
 
 def _csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS + (ROBUST if _with_robustness(rows) else []), extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=COLUMNS + _extra_columns(rows), extrasaction="ignore")
     w.writeheader()
     for r in rows:
         w.writerow({**r, "settings": json.dumps(r["settings"], sort_keys=True), "vs_best": _against(r.get("vs_best"))})
@@ -192,10 +212,10 @@ def _csv(rows: list[dict]) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    robust = _with_robustness(rows)
-    extra_head = " MNIST-C mean | PGD eps 0.1 | PGD eps 0.2 | PGD eps 0.3 |" if robust else ""
+    extras = _extra_columns(rows)
+    extra_head = "".join(f" {EXTRA_HEADS[k]}{_ood_against(rows) if k == 'ood_auroc' else ''} |" for k in extras)
     lines = ["| dataset | model | test accuracy | 95% interval | against the best | train s | predict img/s | params | published reference |"
-             + extra_head, "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |" + (" ---: |" * 4 if robust else "")]
+             + extra_head, "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | --- |" + " ---: |" * len(extras)]
     for r in rows:
         if r["accuracy_mean"] is None:
             acc = r["status"]
@@ -209,7 +229,7 @@ def markdown(rows: list[dict]) -> str:
         interval = f"{r['accuracy_low']:.2%} - {r['accuracy_high']:.2%}" if r.get("accuracy_low") is not None else "-"
         lines.append(f"| {r['dataset']} | {model} | {acc} | {interval} | {_against(r.get('vs_best'))} | {_n(r['train_seconds'], 1)} | "
                      f"{_n(r['images_per_second'], 0)} | {_n(r['params'], 0)} | {refs} |"
-                     + ("".join(f" {_pct(r.get(k))} |" for k in ROBUST) if robust else ""))
+                     + "".join(f" {_n(r.get(k), 4) if k == 'ood_auroc' else _pct(r.get(k))} |" for k in extras))
     return "\n".join(lines) + "\n"
 
 
@@ -223,9 +243,14 @@ def _against(vs: dict | None) -> str:
     return f"worse, real ({p})" if vs["verdict"] == "real" else f"tie ({p})"
 
 
-def _with_robustness(rows: list[dict]) -> bool:
-    """Whether the sweep measured robustness (`--robustness`): its rows carry the extra columns."""
-    return any(ROBUST[0] in r for r in rows)
+def _extra_columns(rows: list[dict]) -> list[str]:
+    """The columns the sweep measured beyond accuracy and speed: robustness (`--robustness`), OOD (`--ood`)."""
+    return [k for group in (ROBUST, OOD) if any(group[0] in r for r in rows) for k in group]
+
+
+def _ood_against(rows: list[dict]) -> str:
+    names = sorted({r["ood_set"] for r in rows if r.get("ood_set")})
+    return f" (vs {', '.join(names)})" if names else ""
 
 
 def _pct(v) -> str:

@@ -217,8 +217,7 @@ def corruption_grid(shown: dict, classes: list[str], accuracy: dict):
         for c, image in enumerate(images):
             canvas[r * h + 10:r * h + 38, c * w + 2:c * w + 30] = image
     fig, ax = plt.subplots(figsize=(1.0 * cols + 2.4, 1.2 * len(shown)))
-    cmap = plt.get_cmap("gray").copy()
-    cmap.set_bad("#d9d9d9")  # the gaps: light grey, so that white ink (stripe) keeps its edge
+    cmap = plt.get_cmap("gray").with_extremes(bad="#d9d9d9")  # the gaps: light grey, so white ink (stripe) keeps its edge
     ax.imshow(canvas, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
     for r, (name, (images, predicted, truth)) in enumerate(shown.items()):
         ax.text(-6, r * h + 24, f"{name.replace('_', ' ')}\n{accuracy[name]:.1%}", ha="right", va="center", fontsize=9)

@@ -25,7 +25,7 @@ from mnistlab.ood.detectors import DETECTORS, FEATURE_DETECTORS, Fit
 from mnistlab.ood.metrics import TPR, misclassification_auroc, risk_coverage, separation, with_intervals
 from mnistlab.ood.scorer import Scorer, training_sample
 from mnistlab.ood.sets import GENERATED, choose, generated
-from mnistlab.run import Run
+from mnistlab.run import Run, read_result, write_result
 
 RESULT, PICTURE = "ood.json", "ood.png"
 KEPT, KEPT_FIT = "ood_detector.json", "ood_fit.safetensors"
@@ -225,23 +225,14 @@ def _check_detectors(detectors, available: list[str], why: str | None) -> list[s
 
 
 def _write(run: Run, result: dict, in_scores, histograms: dict, out) -> None:
-    """ood.json and ood.png into the run folder (the report reads them there), and with `out` a copy there."""
+    """ood.json and ood.png into the run folder, and with `out` a copy of both there."""
     from mnistlab.evaluate.plots import ood_picture, to_png
-    from mnistlab.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
 
     png = to_png(ood_picture(in_scores, histograms, result["threshold"], result["chosen"], result["coverage"],
                              result["field"]))
-    folders = [run.path] + ([ensure_dir(Path(out), "pass --out to a writable folder", RunError)] if out is not None else [])
-    for folder in folders:
-        atomic_write_json(folder / RESULT, result, hint="the folder must be writable", error=RunError)
-        atomic_write_bytes(folder / PICTURE, png, hint="the folder must be writable", error=RunError)
-    result["picture"] = str(folders[-1] / PICTURE)
+    result["picture"] = write_result(run.path, result, RESULT, PICTURE, png, out)
 
 
 def read_ood(run: Run) -> dict | None:
     """RUN/ood.json as `mnistlab ood` wrote it, or None."""
-    path = run.path / RESULT
-    try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except (OSError, ValueError):
-        return None
+    return read_result(run.path, RESULT)

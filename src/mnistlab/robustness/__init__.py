@@ -21,7 +21,7 @@ from mnistlab.data.catalog import mnist_c_name as official_name
 from mnistlab.errors import DatasetNotFound, InvalidArgument, MnistlabError, RunError
 from mnistlab.robustness.attacks import EPSILONS, STEP_SIZE, STEPS, LogProbabilities, fgsm, pgd
 from mnistlab.robustness.corruptions import CORRUPTIONS, corrupt
-from mnistlab.run import ENSEMBLE, Run, leaf_runs
+from mnistlab.run import ENSEMBLE, Run, leaf_runs, read_result, write_result
 
 log = logging.getLogger("mnistlab")
 RESULT = "robustness.json"
@@ -237,25 +237,13 @@ def _bar(enabled: bool):
 
 
 def _write(run: Run, result: dict, shown: dict, out) -> None:
-    """robustness.json into the run folder (the report reads it there), the picture beside it, and with `out` a copy
-    of both there."""
+    """robustness.json and its picture into the run folder, and with `out` a copy of both there."""
     from mnistlab.evaluate.plots import corruption_grid, to_png
-    from mnistlab.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
 
     png = to_png(corruption_grid(shown, run.classes, result["corruptions"]))
-    folders = [run.path] + ([ensure_dir(Path(out), "pass --out to a writable folder", RunError)] if out is not None else [])
-    for folder in folders:
-        atomic_write_json(folder / RESULT, result, hint="the folder must be writable", error=RunError)
-        atomic_write_bytes(folder / PICTURE, png, hint="the folder must be writable", error=RunError)
-    result["picture"] = str(folders[-1] / PICTURE)
+    result["picture"] = write_result(run.path, result, RESULT, PICTURE, png, out)
 
 
 def read_robustness(run: Run) -> dict | None:
     """RUN/robustness.json as `mnistlab robustness` wrote it, or None."""
-    import json
-
-    path = run.path / RESULT
-    try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except (OSError, ValueError):
-        return None
+    return read_result(run.path, RESULT)

@@ -18,14 +18,28 @@ this package uses none of those.
       model_source.py    a model of your own (FILE.py:NAME, package.module:NAME, an entry point): a copy of its file
                          as trained; config.json's model_source says where it came from and the file's sha256, and
                          loading the run imports that file again (refused, in one line, if it moved or changed)
+      robustness.json, ood.json and their pictures: what `mnistlab robustness` and `mnistlab ood` measured
+      ood_detector.json  the detector every answer's digit_like comes from, chosen once (ood_fit.safetensors: its fit)
       .lock              held by the process training the run, so a second one cannot train it at once
 """
 
-from mnistlab.run.files import RUN_HINT, RUNS_DIR, append_jsonl, load_checkpoint, new_run_dir, run_lock, save_torch, versions, write_json
+from mnistlab.run.files import (
+           RUN_HINT,
+           RUNS_DIR,
+           append_jsonl,
+           load_checkpoint,
+           new_run_dir,
+           read_result,
+           run_lock,
+           save_torch,
+           versions,
+           write_json,
+           write_result,
+)
 from mnistlab.run.folder import DatasetFacts, RunFolder, config_record, model_source
 from mnistlab.run.reader import ENSEMBLE, SKOPS_TRUSTED_PREFIXES, Run, build_net, classical_proba, leaf_runs, load_run
 from mnistlab.run.source import accept_source
 
 __all__ = ["ENSEMBLE", "RUNS_DIR", "RUN_HINT", "SKOPS_TRUSTED_PREFIXES", "DatasetFacts", "Run", "RunFolder", "accept_source",
            "append_jsonl", "build_net", "classical_proba", "config_record", "leaf_runs", "load_checkpoint", "load_run",
-           "model_source", "new_run_dir", "run_lock", "save_torch", "versions", "write_json"]
+           "model_source", "new_run_dir", "read_result", "run_lock", "save_torch", "versions", "write_json", "write_result"]

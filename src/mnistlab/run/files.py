@@ -122,3 +122,24 @@ def load_checkpoint(path: Path) -> dict:
         raise RunError(f"{path} is not a mnistlab checkpoint (missing model/epoch/history)")
     return ckpt
 
+
+
+def write_result(run_dir: Path, result: dict, name: str, picture: str, png: bytes, out=None) -> str:
+    """A measurement's JSON (`name`) and picture into the run folder (the report reads them there), and with `out`
+    a copy of both there; returns the picture's path, the last written."""
+    from mnistlab.fileio import atomic_write_bytes
+
+    folders = [Path(run_dir)] + ([ensure_dir(Path(out), "pass --out to a writable folder", RunError)] if out is not None else [])
+    for folder in folders:
+        atomic_write_json(folder / name, result, hint="the folder must be writable", error=RunError)
+        atomic_write_bytes(folder / picture, png, hint="the folder must be writable", error=RunError)
+    return str(folders[-1] / picture)
+
+
+def read_result(run_dir: Path, name: str) -> dict | None:
+    """A measurement's JSON from the run folder, or None when it is missing or unreadable."""
+    path = Path(run_dir) / name
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        return None

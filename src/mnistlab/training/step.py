@@ -32,11 +32,13 @@ log = logging.getLogger("mnistlab")
 
 class EagerStep:
     def __init__(self, net, optimizer, engine: Engine, *, label_smoothing: float = 0.0, augment: Augment | None = None,
-                 forward=None, average: WeightAverage | None = None, adversary: Adversary | None = None):
+                 forward=None, average: WeightAverage | None = None, adversary: Adversary | None = None,
+                 logit_norm: float | None = None):
         self.net, self.opt, self.engine = net, optimizer, engine
         self.adversary = adversary  # adversarial training: each batch attacked first (training/adversarial.py)
         self.forward = forward or net  # DistributedDataParallel wraps the net for the step
         self.label_smoothing = label_smoothing
+        self.logit_norm = logit_norm  # LogitNorm (Wei et al. 2022): the loss of unit-length logits over this temperature
         self.augment = augment or Augment()  # only its label mixing (mixup, cutmix) happens here: it needs the batch
         self.average = average
         self.channels_last = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
@@ -60,6 +62,8 @@ class EagerStep:
             self.average.advance()
 
     def _criterion(self, logits, y, mixed):
+        if self.logit_norm is not None:
+            logits = logit_normalised(logits, self.logit_norm)
         ce = lambda target, reduction: F.cross_entropy(logits, target, label_smoothing=self.label_smoothing,  # noqa: E731
                                                        reduction=reduction)
         if mixed is None:
@@ -185,10 +189,16 @@ class GraphStep(EagerStep):
         self._seen += len(y)
 
 
+def logit_normalised(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """LogitNorm's logits: each row scaled to unit length (plus 1e-7, as the authors' code), over the temperature."""
+    return logits / (logits.norm(p=2, dim=-1, keepdim=True) + 1e-7) / temperature
+
+
 def make_step(net, optimizer, engine: Engine, *, batch_size: int, label_smoothing: float, augment: Augment,
-              forward=None, average: WeightAverage | None = None, adversary: Adversary | None = None) -> EagerStep:
+              forward=None, average: WeightAverage | None = None, adversary: Adversary | None = None,
+              logit_norm: float | None = None) -> EagerStep:
     kw = {"label_smoothing": label_smoothing, "augment": augment, "forward": forward, "average": average,
-          "adversary": adversary}
+          "adversary": adversary, "logit_norm": logit_norm}
     if engine.step == "cuda-graph":
         return GraphStep(net, optimizer, engine, batch_size=batch_size, **kw)
     return EagerStep(net, optimizer, engine, **kw)

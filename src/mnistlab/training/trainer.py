@@ -340,7 +340,7 @@ def _train_net(folder: RunFolder, train_ds, test_ds, split: Split, procs, progre
     augment = parse_augment(cfg.augment)
     step = make_step(model.net, model.optimizer, engine, batch_size=cfg.batch_size // procs.world,
                      label_smoothing=cfg.label_smoothing, augment=augment, forward=model.forward, average=model.average,
-                     adversary=Adversary.from_config(cfg))
+                     adversary=Adversary.from_config(cfg), logit_norm=cfg.logit_norm)
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.net.modules())
     steps = (len(data.x) + cfg.batch_size - 1) // cfg.batch_size
     board = (tensorboard.TensorBoardLog(cfg.tensorboard, folder.facts.classes, len(done.curve))
