@@ -26,6 +26,34 @@ def test_onnx_round_trip(mnist_run, real_home, tmp_path, monkeypatch):
     assert probs.shape == (7, 10) and np.abs(probs - mnist_run.predict_proba(x[:, 0])).max() <= 1e-4
 
 
+def test_onnx_with_the_ood_score_and_its_companion(mnist_run, real_home, tmp_path, monkeypatch, capsys):
+    """The graph's second output is the run's kept detector; the companion JSON says how it becomes digit_like, and a
+    program with onnxruntime alone gets the same answer as mnistlab predict."""
+    import json
+
+    import onnxruntime as ort
+
+    from mnistlab.ood import kept_detector
+
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    assert cli(["export", str(mnist_run.path), "--format", "onnx", "--ood", "--out", str(tmp_path / "m.onnx")]) == 0
+    assert "ood_score" in capsys.readouterr().out
+    companion = json.loads((tmp_path / "m.onnx.json").read_text())
+    detector = kept_detector(mnist_run)
+    assert companion["outputs"] == ["probabilities", "ood_score"] and companion["classes"] == mnist_run.classes
+    assert companion["ood"]["detector"] == detector.name and companion["ood"]["threshold"] == detector.threshold
+    digits = mnistlab.load_dataset("mnist", "test", data_dir=real_home).images[:20]
+    noise = np.random.default_rng(0).integers(0, 256, (20, 28, 28), dtype=np.uint8)
+    images = np.concatenate([digits, noise])
+    probs, scores = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"images": images[:, None].astype(np.float32) / 255})
+    assert np.abs(probs - mnist_run.predict_proba(images)).max() <= 1e-4
+    assert [s >= companion["ood"]["threshold"] for s in scores] == [j["digit_like"] for j in detector.judge(images)]
+    # without --ood the graph is as before, and the companion says how to have the score
+    export_run(mnist_run, "onnx", tmp_path / "plain.onnx", check=False)
+    plain = json.loads((tmp_path / "plain.onnx.json").read_text())
+    assert plain["outputs"] == ["probabilities"] and plain["ood"]["in_graph"] is False and "how" in plain["ood"]
+
+
 def test_pt2_round_trip(mnist_run, real_home, tmp_path, monkeypatch, capsys):
     import torch
 

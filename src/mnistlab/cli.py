@@ -568,15 +568,19 @@ def ood_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished 
 def export_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A trained neural run."),
                fmt: str = typer.Option("onnx", "--format", help="onnx, pt2 (torch.export) or torchscript (deprecated by PyTorch)."),
                out_path: Optional[Path] = typer.Option(None, "--out", help="File to write (default: in the run folder)."),
+               ood: bool = typer.Option(False, "--ood", help="A second output, ood_score: the run's OOD detector in the graph "
+                                        "(digit_like = ood_score >= the threshold in the companion JSON)."),
                data_dir: Optional[Path] = DataDir):
-    """Export a trained net; checks that the file gives the same probabilities as PyTorch."""
+    """Export a trained net, with a companion JSON (classes, input, outputs, the OOD detector and its threshold);
+    checks that the file gives the same probabilities (and scores) as mnistlab."""
     from mnistlab.export import export_run
 
-    res = export_run(run_dir, fmt, out_path, data_dir=data_dir)
+    res = export_run(run_dir, fmt, out_path, data_dir=data_dir, ood=ood)
     if "note" in res:
         err.print(f"note: {res['note']}", markup=False, highlight=False, soft_wrap=True)
-    out.print(f"wrote {res['path']} ({res['bytes']:,} bytes); max |difference| from PyTorch on 256 test images: "
-              f"{res['max_abs_difference']:.2e}")
+    out.print(f"wrote {res['path']} ({res['bytes']:,} bytes) and {res['companion']}; max |difference| from PyTorch on "
+              f"256 test images: {res['max_abs_difference']:.2e}"
+              + (f", ood_score {res['ood_score_max_abs_difference']:.2e} of its range" if ood else ""))
 
 
 @app.command("serve")

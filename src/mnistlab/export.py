@@ -15,6 +15,7 @@ import numpy as np
 
 from mnistlab.errors import InvalidArgument, RunError
 from mnistlab.fileio import atomic_write, atomic_write_bytes
+from mnistlab.ood.graph import WithScore
 from mnistlab.run import Run
 
 FORMATS = {"onnx": ".onnx", "pt2": ".pt2", "torchscript": ".pt"}
@@ -55,9 +56,11 @@ def _exported_program(model, example):
 
 
 def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None = None, *, check: bool = True,
-               data_dir=None) -> dict:
-    """Write the model file; with `check`, compare its probabilities with PyTorch's on real test digits (from the
-    cache at `data_dir`, default $MNISTLAB_HOME or ~/.cache/mnistlab)."""
+               data_dir=None, ood: bool = False) -> dict:
+    """Write the model file and its companion JSON (`<file>.json`: classes, input, outputs, the run's OOD detector and
+    threshold); with `ood`, the graph gives each image's `ood_score` as a second output. With `check`, compare its
+    outputs with mnistlab's on real test digits (from the cache at `data_dir`, default $MNISTLAB_HOME or
+    ~/.cache/mnistlab)."""
     import torch
 
     run = run if isinstance(run, Run) else Run(run)
@@ -67,8 +70,13 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
         raise RunError(f"{run.path} is a {run.kind} model ({run.config['model']}); only neural nets export to {fmt}")
     # in PyTorch's default memory format: a run's convolutions load channels_last (faster on CPU), and torch.export's
     # archive writer warns of every weight not contiguous in the default format ("No complete tensor found")
-    model = copy.deepcopy(run.calibrated).to(memory_format=torch.contiguous_format)
+    detector, why = _detector(run, data_dir)
+    if ood and detector is None:
+        raise RunError(f"--ood needs the run's OOD detector: {why}")
+    module = WithScore(run.calibrated, run.model, detector.name, _fit(detector)) if ood else run.calibrated
+    model = copy.deepcopy(module).to(memory_format=torch.contiguous_format)
     out = Path(out) if out else run.path / f"model{FORMATS[fmt]}"
+    outputs = ["probabilities", "ood_score"] if ood else ["probabilities"]
     example = torch.rand(2, 1, 28, 28)
     hint = "choose another --out"
     with torch.no_grad():
@@ -79,7 +87,7 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
                 raise RunError("ONNX export needs the package onnxscript: pip install onnxscript") from None
             with _quiet_exporter():
                 onnx_program = torch.onnx.export(_exported_program(model, example), (example,), input_names=["images"],
-                                                 output_names=["probabilities"], dynamo=True, verbose=False)
+                                                 output_names=outputs, dynamo=True, verbose=False)
             atomic_write_bytes(out, onnx_program.model_proto.SerializeToString(), hint=hint, error=RunError)
         elif fmt == "pt2":
             program = _exported_program(model, example)
@@ -91,23 +99,65 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
             with _torchscript():
                 torch.jit.save(torch.jit.trace(model, example), buf)
             atomic_write_bytes(out, buf.getvalue(), hint=hint, error=RunError)
-    result = {"path": str(out), "format": fmt, "bytes": out.stat().st_size}
+    result = {"path": str(out), "format": fmt, "bytes": out.stat().st_size,
+              "companion": str(_write_companion(run, out, outputs, detector, why))}
     if fmt == "torchscript":
         result["note"] = TORCHSCRIPT_NOTE
     if check:
         result["max_abs_difference"] = check_export(run, out, fmt, data_dir=data_dir)
+        if ood:
+            result["ood_score_max_abs_difference"] = check_scores(detector, out, fmt, data_dir=data_dir)
     return result
 
 
-def load_exported(path: str | Path, fmt: str):
-    """A callable that maps float32 images (N, 1, 28, 28) to probabilities, from an exported file."""
+def _detector(run: Run, data_dir):
+    """The run's kept OOD detector and None, or None and why it cannot be had."""
+    from mnistlab.errors import MnistlabError
+    from mnistlab.ood import kept_detector
+
+    try:
+        return kept_detector(run, data_dir), None
+    except MnistlabError as exc:
+        return None, str(exc)
+
+
+def _fit(detector):
+    return detector.scorer.fits[0] if detector.scorer.fits else None
+
+
+def _write_companion(run: Run, out: Path, outputs: list[str], detector, why) -> Path:
+    """`<file>.json` beside the export: what goes in and comes out, and how an answer's digit_like is had."""
+    import json
+
+    from mnistlab.fileio import atomic_write_bytes
+
+    if detector is None:
+        ood = {"unavailable": why}
+    else:
+        ood = {"detector": detector.name, "threshold": detector.threshold, "field": detector.field,
+               "rule": f"{detector.field} = ood_score >= threshold (mnistlab ood {run.path.name}: how well it tells)",
+               "in_graph": "ood_score" in outputs}
+        if "ood_score" not in outputs:
+            ood["how"] = ("ood_score is the largest of the probabilities" if detector.name == "msp"
+                          else "export with --ood to have the graph compute ood_score")
+    record = {"model": run.config["model"], "dataset": run.config["dataset"], "classes": run.classes,
+              "input": {"name": "images", "shape": ["N", 1, 28, 28], "dtype": "float32", "range": [0.0, 1.0]},
+              "outputs": outputs, "temperature": run.temperature, "ood": ood}
+    path = out.with_name(out.name + ".json")
+    atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode(), hint="choose another --out", error=RunError)
+    return path
+
+
+def load_exported(path: str | Path, fmt: str, output: int = 0):
+    """A callable that maps float32 images (N, 1, 28, 28) to the export's output number `output` (0: the
+    probabilities; 1: the ood_score of an export made with --ood), from an exported file."""
     import torch
 
     if fmt == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return lambda images: session.run(None, {"images": images})[0]
+        return lambda images: session.run(None, {"images": images})[output]
     if fmt == "pt2":
         module = torch.export.load(str(path)).module()
     else:
@@ -116,7 +166,8 @@ def load_exported(path: str | Path, fmt: str):
 
     def predict(images: np.ndarray) -> np.ndarray:
         with torch.no_grad(), _torchscript():
-            return module(torch.from_numpy(images)).numpy()
+            got = module(torch.from_numpy(images))
+        return (got[output] if isinstance(got, (tuple, list)) else got).numpy()
 
     return predict
 
@@ -129,3 +180,14 @@ def check_export(run: Run, path: Path, fmt: str, n: int = 256, data_dir=None) ->
     expected = run.predict_proba(images[:, 0])
     got = load_exported(path, fmt)(images)
     return float(np.abs(got - expected).max())
+
+
+def check_scores(detector, path: Path, fmt: str, n: int = 256, data_dir=None) -> float:
+    """Largest absolute difference between the exported ood_score and mnistlab's, relative to the scores' spread."""
+    from mnistlab.data import load_dataset
+
+    run = detector.scorer.run
+    images = load_dataset(run.config["dataset"], "test", data_dir=data_dir).images[:n]
+    expected = detector.scores(images)
+    got = load_exported(path, fmt, output=1)(np.asarray(images, dtype=np.float32)[:, None] / 255)
+    return float(np.abs(got - expected).max() / max(np.ptp(expected), 1e-12))

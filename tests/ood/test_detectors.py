@@ -127,3 +127,27 @@ def test_misclassification_and_risk_coverage_by_hand():
     assert [r["coverage"] for r in rows] == [0.2, 0.4, 0.6, 0.8, 1.0]
     assert [r["accuracy"] for r in rows] == [1.0, 3 / 4, 5 / 6, 6 / 8, 6 / 10]
     assert np.isnan(misclassification_auroc(scores, np.ones(10, bool)))
+
+
+@pytest.mark.parametrize("name", ["msp", "max_logit", "energy", "mahalanobis", "knn", "vim"])
+def test_the_export_s_graph_scores_as_the_detector_does(name):
+    """ood/graph.py in PyTorch ops against detectors.py in NumPy, on a zoo net's real features."""
+    import torch
+
+    from mnistlab.calibration import calibrated
+    from mnistlab.models import create_model
+    from mnistlab.ood.graph import WithScore
+
+    torch.manual_seed(0)
+    net = create_model("mlp", 10).eval()
+    x = torch.rand(300, 1, 28, 28)
+    with torch.no_grad():
+        f = net.forward_features(x).numpy().astype(np.float64)
+        logits = net.forward_head(torch.from_numpy(f).float()).numpy().astype(np.float64)
+    labels = logits.argmax(1)
+    fitted = fit(f[:200], labels[:200], logits[:200], net.head.weight.detach().numpy(), net.head.bias.detach().numpy(), 10)
+    expected = score(name, Outputs(logits[200:], softmax(logits[200:] / 1.5, axis=1), f[200:]), fitted)
+    with torch.no_grad():
+        probs, got = WithScore(calibrated(net, 1.5), net, name, fitted)(x[200:])
+    assert np.allclose(probs.numpy(), softmax(logits[200:] / 1.5, axis=1), atol=1e-6)
+    assert np.allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4 * np.ptp(expected))
