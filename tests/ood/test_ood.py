@@ -104,3 +104,37 @@ def test_the_report_shows_the_ood_table_and_picture(cnn_run, real_home):
     md = build_report(cnn_run, data_dir=real_home)["md"].read_text()
     assert "## Out-of-distribution detection against uniform" in md and "report_files/ood.png" in md
     assert "| msp |" in md or "| msp (chosen) |" in md
+
+
+def test_one_run_s_first_choice_does_not_stall_another_s(cnn_run, real_home, tmp_path, monkeypatch):
+    """A server's answers for one run go on while another run's detector is being chosen (seconds, the first time)."""
+    import shutil
+    import threading
+
+    import mnistlab.ood as ood
+
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    kept_detector(cnn_run)  # kept in its folder
+    other = shutil.copytree(cnn_run.path, tmp_path / "copy", ignore=shutil.ignore_patterns("ood*", ".*lock"))
+    started, release = threading.Event(), threading.Event()
+    real = ood._choose_and_keep
+
+    def slow(run, data_dir):
+        started.set()
+        release.wait(120)
+        return real(run, data_dir)
+
+    monkeypatch.setattr(ood, "_choose_and_keep", slow)
+    choosing = threading.Thread(target=kept_detector, args=(mnistlab.load_run(other),))
+    choosing.start()
+    try:
+        assert started.wait(120)
+        answered = []
+        reader = threading.Thread(target=lambda: answered.append(kept_detector(mnistlab.load_run(cnn_run.path)).name))
+        reader.start()
+        reader.join(120)  # with one lock for every run it would wait for the other run's choice, here forever
+        assert answered == [kept_detector(cnn_run).name] and choosing.is_alive()
+    finally:
+        release.set()
+        choosing.join(120)
+    assert (other / KEPT).exists()

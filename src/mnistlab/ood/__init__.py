@@ -80,26 +80,36 @@ def doubt(field: str) -> str:
 
 
 _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Run -> its Detector, for a server's requests
-_LOCK = threading.Lock()
+_CHOOSING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Run -> the lock its first choice is made under
+_LOCK = threading.Lock()  # guards the two tables only: a choice (seconds) holds its own run's lock, never this one
 _WARNED: weakref.WeakSet = weakref.WeakSet()
 log = logging.getLogger("mnistlab")
 
 
 def kept_detector(run: Run | str | Path, data_dir=None) -> Detector:
-    """The run's chosen detector, from its folder, or chosen now and kept there (under a lock, so two processes that
-    ask at once choose it once)."""
-    from filelock import FileLock
+    """The run's chosen detector, from its folder, or chosen now and kept there: under the run's own lock in this
+    process (other runs' answers go on meanwhile) and a file lock, so two processes that ask at once choose it once."""
+    from filelock import FileLock, Timeout
 
     run = run if isinstance(run, Run) else Run(run)
     with _LOCK:
         if run in _KEPT:
             return _KEPT[run]
+        choosing = _CHOOSING.setdefault(run, threading.Lock())
+    with choosing:
+        with _LOCK:
+            if run in _KEPT:  # chosen by the thread this one waited for
+                return _KEPT[run]
         try:
             with FileLock(str(run.path / ".ood.lock"), timeout=600):
                 detector = _read_kept(run) or _choose_and_keep(run, data_dir)
+        except Timeout:
+            raise RunError(f"another process has been choosing {run.path}'s OOD detector for 10 minutes; "
+                           "try again when it ends") from None
         except OSError as exc:
             raise RunError(f"{run.path} is not writable ({exc.strerror}): its OOD detector is kept there") from None
-        _KEPT[run] = detector
+        with _LOCK:
+            _KEPT[run] = detector
         return detector
 
 
