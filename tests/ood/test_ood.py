@@ -138,3 +138,34 @@ def test_one_run_s_first_choice_does_not_stall_another_s(cnn_run, real_home, tmp
         release.set()
         choosing.join(120)
     assert (other / KEPT).exists()
+
+
+def test_a_classical_run_and_an_ensemble_with_it_get_msp_and_say_why(cnn_run, real_home, tmp_path):
+    from mnistlab.training.ensemble import make_ensemble
+
+    logreg = mnistlab.train("logreg", "mnist", out=tmp_path / "logreg", data_dir=real_home, train_subset=1000)
+    both = make_ensemble([cnn_run.path, logreg.path], out=tmp_path / "both", data_dir=real_home)
+    for run in (logreg, both):
+        r = measure_ood(run, against=["uniform"], images=300, resamples=10, data_dir=real_home)
+        assert list(r["detectors"]) == ["msp"] and r["chosen"] == "msp" and "classical" in r["unavailable"]
+        assert 0.5 <= r["detectors"]["msp"]["uniform"]["auroc"] <= 1
+    with pytest.raises(InvalidArgument, match="detector energy cannot run on this run: a classical model"):
+        measure_ood(logreg, detectors=["energy"], images=300, data_dir=real_home)
+    # the ensemble's msp is of its members' mean probabilities, as it predicts
+    x = mnistlab.load_dataset("mnist", "test", data_dir=real_home).images[:30]
+    assert np.allclose(kept_detector(both).scores(x), both.predict_proba(x).max(1), atol=1e-5)
+
+
+def test_an_ensemble_of_nets_scores_the_mean_of_its_members(cnn_run, real_home, tmp_path):
+    import shutil
+
+    from mnistlab.training.ensemble import make_ensemble
+
+    twin = shutil.copytree(cnn_run.path, tmp_path / "twin", ignore=shutil.ignore_patterns("ood*", ".*lock"))
+    pair = make_ensemble([cnn_run.path, twin], out=tmp_path / "pair", data_dir=real_home)
+    detector = kept_detector(pair, real_home)
+    x = mnistlab.load_dataset("mnist", "test", data_dir=real_home).images[:30]
+    alone = kept_detector(cnn_run)
+    if detector.name == alone.name:  # the twin scores as the original: the mean of two equal scores is one of them
+        assert np.allclose(detector.scores(x), alone.scores(x), rtol=1e-5, atol=1e-5)
+    assert detector.record["held_out_images"] > 0

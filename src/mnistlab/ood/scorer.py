@@ -12,6 +12,7 @@ from mnistlab.run import Run, leaf_runs
 
 BATCH = 1000
 MIN_HELD_OUT = 1000  # fewer images held out by every member of an ensemble: those held out by any are taken
+HELD_OUT = 10_000  # held-out images the detector is chosen and its threshold set on, at most
 
 
 class NetParts:
@@ -119,28 +120,30 @@ class Scorer:
 
 
 def training_sample(run: Run, data_dir=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training images to fit on (at most BANK, seeded, from the images every member trained on) and the held-out
-    training images no member trained on (to choose a detector and its threshold on): images, labels, held-out
-    images."""
+    """Training images to fit on (at most BANK, seeded, from the images every member trained on, or any where they
+    share few) and held-out ones
+    (at most HELD_OUT, seeded) to choose a detector and set its threshold on: those no member trained on (its
+    validation or calibration images, and those a training subset left out); where members split with other seeds
+    leave fewer than MIN_HELD_OUT of them, those any member held out. Returns images, labels, held-out images."""
     from mnistlab.data import load_dataset
 
     train = load_dataset(run.config["dataset"], "train", data_dir=data_dir)
     labels = np.asarray(train.labels)
-    trained, held = None, None
-    for leaf in leaf_runs(run):
-        split = leaf.split(labels)
-        t, h = set(split.train.tolist()), set(split.held_out.tolist())
-        trained = t if trained is None else trained & t
-        held = h if held is None else held & h
-    if len(held) < MIN_HELD_OUT:  # members split with different seeds: few images are held out by all of them
-        held = set().union(*(leaf.split(labels).held_out.tolist() for leaf in leaf_runs(run)))
+    splits = [leaf.split(labels) for leaf in leaf_runs(run)]
+    trained_by_any = set().union(*(s.train.tolist() for s in splits))
+    trained_by_all = set.intersection(*(set(s.train.tolist()) for s in splits))
+    if len(trained_by_all) < BANK // 10:  # members trained on subsets of their own: fit on what any trained on
+        trained_by_all = trained_by_any
+    held = set(range(len(labels))) - trained_by_any
+    if len(held) < MIN_HELD_OUT:
+        held |= set().union(*(s.held_out.tolist() for s in splits))
     if not held:
-        raise RunError(f"{run.path} held no training images out (val split and calibration split 0): the detector's "
-                       "threshold is set on held-out images; train with --val-split 5000")
-    trained = np.array(sorted(trained), dtype=np.int64)
-    held = np.array(sorted(held), dtype=np.int64)
-    pick = np.sort(np.random.default_rng(seed).choice(trained, min(BANK, len(trained)), replace=False))
-    return train.images[pick], labels[pick], train.images[held]
+        raise RunError(f"{run.path} trained on every training image, so none is left to set its OOD threshold on; "
+                       "train with --val-split 5000 (or --train-subset) for answers with digit_like")
+    rng = np.random.default_rng(seed)
+    pick = lambda pool, most: np.sort(rng.choice(np.array(sorted(pool), dtype=np.int64), min(most, len(pool)), replace=False))  # noqa: E731
+    fit_on, held_out = pick(trained_by_all, BANK), pick(held, HELD_OUT)
+    return train.images[fit_on], labels[fit_on], train.images[held_out]
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
