@@ -22,7 +22,7 @@ import numpy as np
 
 from mnistlab.errors import InvalidArgument, RunError
 from mnistlab.ood.detectors import DETECTORS, FEATURE_DETECTORS, Fit
-from mnistlab.ood.metrics import TPR, misclassification_auroc, risk_coverage, separation, with_intervals
+from mnistlab.ood.metrics import TPR, misclassification_auroc, passing_threshold, risk_coverage, separation, with_intervals
 from mnistlab.ood.scorer import Scorer, training_sample
 from mnistlab.ood.sets import GENERATED, choose, generated
 from mnistlab.run import Run, read_result, write_result
@@ -136,7 +136,7 @@ def _read_kept(run: Run) -> Detector | None:
 
 
 def _choose_and_keep(run: Run, data_dir) -> Detector:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     from mnistlab.fileio import atomic_write_bytes, atomic_write_json
 
@@ -144,10 +144,7 @@ def _choose_and_keep(run: Run, data_dir) -> Detector:
     if record["detector"] in FEATURE_DETECTORS:
         arrays = {f"{m}.{k}": np.ascontiguousarray(v) for m, f in enumerate(scorer.fits) for k, v in f.arrays().items()
                   if record["detector"] == "knn" or k != "bank"}  # the bank is 10,000 features: kept for knn only
-        tmp = run.path / f".{KEPT_FIT}.tmp"
-        save_file(arrays, str(tmp))
-        atomic_write_bytes(run.path / KEPT_FIT, tmp.read_bytes(), hint="the run folder must be writable", error=RunError)
-        tmp.unlink(missing_ok=True)
+        atomic_write_bytes(run.path / KEPT_FIT, save(arrays), hint="the run folder must be writable", error=RunError)
     atomic_write_json(run.path / KEPT, record, hint="the run folder must be writable", error=RunError)
     return Detector(scorer, record)
 
@@ -168,8 +165,7 @@ def choose_detector(run: Run, data_dir=None, detectors=None) -> tuple[Scorer, di
         for d in candidates:
             table.setdefault(d, {})[name] = separation(held_scores[d], others[d])["auroc"]
     best = max(candidates, key=lambda d: (np.mean(list(table[d].values())), -candidates.index(d)))
-    ordered = np.sort(held_scores[best])[::-1]
-    threshold = float(ordered[int(np.ceil(TPR * len(ordered))) - 1])
+    threshold = passing_threshold(held_scores[best])
     return scorer, {"version": KEPT_VERSION, "detector": best, "threshold": threshold, "pass_rate_held_out": TPR,
                     "held_out_images": len(held), "chosen_against": list(GENERATED), "choice_seed": CHOICE_SEED,
                     "auroc_held_out": table, "field": field_name(run)}

@@ -13,6 +13,12 @@ BOOTSTRAP = 200  # resamples for each interval
 TPR = 0.95
 
 
+def passing_threshold(scores_in: np.ndarray, tpr: float = TPR) -> float:
+    """The largest threshold that lets `tpr` of `scores_in` through (score >= it): the score at rank ceil(tpr * n) from
+    the top, the threshold FPR95 is read at."""
+    return float(np.sort(scores_in)[::-1][int(np.ceil(tpr * len(scores_in))) - 1])
+
+
 class Ranked:
     """Scores of in-distribution images (positives) and others, sorted once, so that each bootstrap resample is a
     matter of weights (how often each image was drawn) and cumulative sums, not a new sort."""
