@@ -50,7 +50,8 @@ def data_list(data_dir: Optional[Path] = DataDir):
     for name in list_datasets():
         spec = get_spec(name)
         cached = "yes" if DatasetCache(home, name).meta() else "-"
-        table.add_row(name, str(spec.num_classes), f"{spec.sizes['train']:,}", f"{spec.sizes['test']:,}", cached, spec.title)
+        test = f"{spec.sizes['test']:,}" if "test" in spec.sizes else f"({len(spec.environments)} environments)"
+        table.add_row(name, str(spec.num_classes), f"{spec.sizes['train']:,}", test, cached, spec.title)
     out.print(table)
 
 

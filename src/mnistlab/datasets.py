@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from mnistlab.data import get_spec, load_dataset
 from mnistlab.errors import DatasetNotFound, InvalidArgument
 
-__all__ = ["EMNIST", "FashionMNIST", "KMNIST", "MNIST", "QMNIST"]
+__all__ = ["EMNIST", "ColoredMNIST", "FashionMNIST", "KMNIST", "MNIST", "QMNIST", "RotatedMNIST"]
 
 NOT_FOUND = "Dataset not found. You can use download=True to download it"  # torchvision's words
 
@@ -145,3 +145,50 @@ class QMNIST(_Family):
 
     def _split(self) -> str:
         return self.what
+
+
+class _Environments(_Family):
+    """A dataset of environments (no torchvision counterpart; DomainBed's shape): `environment=None` for every
+    image, or one environment's name; the attribute `environments` holds each image's environment number and
+    `environment_names` their names."""
+
+    def __init__(self, root: str | Path, environment: str | None = None, **kwargs: Any):
+        spec = get_spec(self.catalog_name)
+        if environment is not None and environment not in spec.environments:
+            from mnistlab.errors import UnknownName
+
+            raise UnknownName(f"environment of {spec.name}", environment, spec.environments)
+        self.environment = environment
+        super().__init__(root, **kwargs)
+        ds = load_dataset(self.catalog_name, self._split(), data_dir=self.root)
+        self.environments = torch.from_numpy(np.array(ds.environments, dtype=np.int64))
+        self.environment_names = list(spec.environments)
+
+    def _split(self) -> str:
+        return self.environment or "train"
+
+
+class ColoredMNIST(_Environments):
+    """ColoredMNIST(root, environment=None | "+80%" | "+90%" | "-90%", domainbed=False): IRM's Colored MNIST (2 x 14 x 14)
+    or, with `domainbed=True`, DomainBed's (2 x 28 x 28; environments +90%, +80%, -90%). An item is a float tensor
+    (2, H, W) in [0, 1], as both papers' code gives it (two channels have no PIL mode), and a label (1: digit < 5)."""
+
+    def __init__(self, root: str | Path, environment: str | None = None, domainbed: bool = False, **kwargs: Any):
+        self.catalog_name = "colored-mnist-domainbed" if domainbed else "colored-mnist"
+        super().__init__(root, environment, **kwargs)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        img, target = self.data[index].float().div(255), int(self.targets[index])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+
+class RotatedMNIST(_Environments):
+    """RotatedMNIST(root, environment=None | "0" | "15" | ... | "75"): DomainBed's Rotated MNIST; an item is a PIL
+    image (mode "L", 28x28) and its digit, as MNIST's."""
+
+    catalog_name = "rotated-mnist"
+    classes = MNIST.classes

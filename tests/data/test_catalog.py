@@ -24,8 +24,20 @@ def test_mnist_c_is_a_family_of_fifteen_from_one_archive():
         get_spec("mnist-c")
 
 
+GENERATED = ["colored-mnist", "colored-mnist-domainbed", "rotated-mnist"]
+
+
 def test_catalog_has_the_whole_family():
-    assert sorted(list_datasets()) == sorted(ALL)
+    assert sorted(list_datasets()) == sorted(ALL + GENERATED)
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_every_generated_spec_is_pinned(name):
+    spec = get_spec(name)
+    assert spec.derived.base == "mnist" and spec.files == () and spec.licence and spec.citation
+    assert set(spec.derived.sha256) == {"images", "labels", "environments"}
+    assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in spec.derived.sha256.values())
+    assert sum(spec.subsets[e][2] - spec.subsets[e][1] for e in spec.environments) == spec.sizes["train"]
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -56,6 +56,22 @@ class PackageSpec:
 
 
 @dataclass(frozen=True)
+class DerivedSpec:
+    """A dataset generated from a cached one, as a paper's published code builds it (see data/derived.py).
+
+    Its images are stored environment by environment in one split, "train", and each environment is also a split
+    of its own; `sha256` holds the generated arrays' checksums (of their raw bytes), so every machine can tell
+    that it made the same dataset."""
+
+    base: str  # the catalog dataset it is made from ("mnist")
+    recipe: str  # the builder in data/derived.py
+    environments: tuple[str, ...]  # names, in the published order
+    seed: int  # the seed the published code is run with (its numpy and torch generators)
+    reference: str  # where the construction is published (repository and file)
+    sha256: dict[str, str] = field(default_factory=dict)  # kind ("images", "labels", "environments") -> sha256
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """Everything mnistlab knows about one dataset; load it with `mnistlab.load_dataset(name)`."""
 
@@ -73,6 +89,8 @@ class DatasetSpec:
     label_offset: int = 0  # added to stored labels so they start at 0 (EMNIST letters: 1..26 -> 0..25)
     label_column: int | None = None  # for 2-D label files (QMNIST): which column is the class
     subsets: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # name -> (split, start, stop)
+    channels: int = 1  # colour channels per image (Colored MNIST: 2)
+    derived: DerivedSpec | None = None  # generated from another dataset, not fetched
     homepage: str = ""
     licence: str = ""
     citation: str = ""
@@ -83,7 +101,17 @@ class DatasetSpec:
 
     @property
     def splits(self) -> tuple[str, ...]:
-        return SPLITS + tuple(self.subsets)
+        return tuple(self.sizes) + tuple(self.subsets)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image as a net sees it."""
+        return (self.channels, *self.image_shape)
+
+    @property
+    def environments(self) -> tuple[str, ...]:
+        """The environments (domains) the images come from; () for a dataset with one."""
+        return self.derived.environments if self.derived is not None else ()
 
     def file(self, split: str, kind: str) -> FileSpec:
         for f in self.files:
@@ -269,6 +297,71 @@ def _mnist_c(corruption: str) -> DatasetSpec:
     )
 
 
+def _environment_subsets(names: tuple[str, ...], sizes: tuple[int, ...]) -> dict[str, tuple[str, int, int]]:
+    """Each environment as a split: its rows of "train", where the environments lie one after another."""
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return {name: ("train", start, start + n) for name, start, n in zip(names, starts, sizes)}
+
+
+def _split_sizes(n: int, parts: int) -> tuple[int, ...]:
+    """The sizes of `images[i::parts]` for i in range(parts)."""
+    return tuple(len(range(i, n, parts)) for i in range(parts))
+
+
+_ARJOVSKY = ("M. Arjovsky, L. Bottou, I. Gulrajani, D. Lopez-Paz. Invariant Risk Minimization. arXiv:1907.02893, 2019.")
+_GULRAJANI = "I. Gulrajani, D. Lopez-Paz. In Search of Lost Domain Generalization. ICLR 2021 (arXiv:2007.01434)."
+_COLOURS = ("5-9", "0-4")  # label 1: the digit is below 5, as both papers' code sets it
+
+
+def _derived(name: str, title: str, description: str, classes, recipe: str, environments: tuple[str, ...],
+             sizes: tuple[int, ...], image_shape, channels: int, reference: str, homepage: str, citation: str,
+             sha256: dict[str, str]) -> DatasetSpec:
+    return DatasetSpec(
+        name=name, title=title, description=description, classes=tuple(classes), sizes={"train": sum(sizes)}, files=(),
+        subsets=_environment_subsets(environments, sizes), image_shape=image_shape, channels=channels,
+        derived=DerivedSpec("mnist", recipe, environments, 0, reference, sha256), homepage=homepage,
+        licence="CC BY-SA 3.0, as MNIST's (generated from it on this machine)", citation=citation)
+
+
+COLORED_MNIST = _derived(
+    "colored-mnist", "Colored MNIST (IRM's construction)",
+    "MNIST's first 50,000 training digits in two training environments and its last 10,000 in a test environment; "
+    "14x14, two colour channels; label: digit < 5, flipped with probability 0.25; colour: the label, flipped with "
+    "probability 0.2, 0.1 and 0.9 per environment.",
+    _COLOURS, "colored-mnist-irm", ("+80%", "+90%", "-90%"), (25000, 25000, 10000), (14, 14), 2,
+    "facebookresearch/InvariantRiskMinimization code/colored_mnist/main.py",
+    "https://github.com/facebookresearch/InvariantRiskMinimization", _ARJOVSKY, {
+        "images": "5dfd49eb1c377780eb3bcebd2321f02eb5683499fb1ba651d0a953a08270c972",
+        "labels": "2baedb8362c293aad296d8834d99201dcc3a6e61e900c7e81de056df6f903532",
+        "environments": "d59a34686bab1399bc81c0080a766ee1954c9832757d3c38169856b90edb9757",
+    })
+
+COLORED_MNIST_DOMAINBED = _derived(
+    "colored-mnist-domainbed", "Colored MNIST (DomainBed's construction)",
+    "All 70,000 MNIST digits, shuffled, in three environments (every third image); 28x28, two colour channels; label: "
+    "digit < 5, flipped with probability 0.25; colour: the label, flipped with probability 0.1, 0.2 and 0.9.",
+    _COLOURS, "colored-mnist-domainbed", ("+90%", "+80%", "-90%"), _split_sizes(70000, 3), (28, 28), 2,
+    "facebookresearch/DomainBed domainbed/datasets.py (ColoredMNIST)",
+    "https://github.com/facebookresearch/DomainBed", _GULRAJANI + " " + _ARJOVSKY, {
+        "images": "c61422292e5ee9012d853a22b876b004331c3c875f20fc275e255748676cdd49",
+        "labels": "b3510719227558578e13e7fedfbef56c239356dc2691b150ba466dc97c8837e8",
+        "environments": "6aa5ee19df03cf1e4a0c418a8340da7b51db3175e84511c37d76b78faceed45c",
+    })
+
+ROTATED_MNIST = _derived(
+    "rotated-mnist", "Rotated MNIST (DomainBed's construction)",
+    "All 70,000 MNIST digits, shuffled, in six environments (every sixth image), each rotated by 0, 15, 30, 45, 60 or "
+    "75 degrees counter-clockwise (bilinear, black fill).",
+    DIGITS, "rotated-mnist-domainbed", ("0", "15", "30", "45", "60", "75"), _split_sizes(70000, 6), (28, 28), 1,
+    "facebookresearch/DomainBed domainbed/datasets.py (RotatedMNIST)",
+    "https://github.com/facebookresearch/DomainBed", _GULRAJANI, {
+        "images": "f09ed3f0449d59b87a3fbda230807ecff83a3bb48e729eee60feac531e53a2b9",
+        "labels": "b66b48ed6be19dd8a76fc68a0666001f839ba72e2648f869b63da4fc06b2020c",
+        "environments": "d5060dbe35491dea5321ab6f632934656c2cb7c5efb4e7c2e26b1eb28a3276d3",
+    })
+
+DERIVED = (COLORED_MNIST, COLORED_MNIST_DOMAINBED, ROTATED_MNIST)
+
 # names that stand for several datasets at once (`mnistlab data import mnist-c mnist_c.zip` imports all 15)
 FAMILIES = {"mnist-c": tuple(mnist_c_name(c) for c in MNIST_C_CORRUPTIONS)}
 
@@ -287,7 +380,7 @@ def unregister_dataset(name: str) -> None:
     _CATALOG.pop(name, None)
 
 
-for _spec in (MNIST, FASHION_MNIST, KMNIST, *(_emnist(s) for s in _EMNIST_CLASSES), QMNIST, *map(_mnist_c, MNIST_C_CORRUPTIONS)):
+for _spec in (MNIST, FASHION_MNIST, KMNIST, *(_emnist(s) for s in _EMNIST_CLASSES), QMNIST, *map(_mnist_c, MNIST_C_CORRUPTIONS), *DERIVED):
     register_dataset(_spec)
 
 

@@ -19,8 +19,10 @@ from mnistlab.errors import DatasetNotFound, UnknownName
 class Dataset:
     """One split of a dataset.
 
-    images: uint8 array of shape (N, 28, 28), 0 = background, 255 = full ink, upright.
+    images: uint8 array of shape (N, 28, 28), 0 = background, 255 = full ink, upright; (N, C, H, W) for a dataset
+    of C > 1 colour channels (Colored MNIST: (N, 2, 14, 14) or (N, 2, 28, 28)).
     labels: int64 array of shape (N,), values 0 .. len(classes)-1.
+    environments: for a dataset of several environments (Colored and Rotated MNIST), each image's, else None.
     Both are read-only memory maps of the cache; copy them (``np.array(ds.images)``) to modify.
     """
 
@@ -29,6 +31,17 @@ class Dataset:
     classes: tuple[str, ...]
     spec: DatasetSpec
     split: str
+    environments: np.ndarray | None = None  # int64 (N,): each image's environment, an index into environment_names
+
+    @property
+    def environment_names(self) -> tuple[str, ...]:
+        return self.spec.environments
+
+    def in_environment(self, name: str) -> np.ndarray:
+        """The row numbers of the images of one environment."""
+        if name not in self.environment_names:
+            raise UnknownName(f"environment of {self.spec.name}", name, self.environment_names)
+        return np.flatnonzero(self.environments == self.environment_names.index(name))
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -44,7 +57,8 @@ class Dataset:
         """
         import torch
 
-        x = torch.from_numpy(np.array(self.images, copy=True)).unsqueeze(1)  # the one copy out of the read-only map
+        x = torch.from_numpy(np.array(self.images, copy=True))  # the one copy out of the read-only map
+        x = x.unsqueeze(1) if x.ndim == 3 else x
         y = torch.from_numpy(np.array(self.labels, copy=True))
         if device is not None:
             x, y = x.to(device), y.to(device)
@@ -62,7 +76,9 @@ def load_dataset(name: str | DatasetSpec, split: str = "train", *, data_dir=None
 
     Args:
         name: a catalog name (see `list_datasets()`), e.g. "mnist", "fashion-mnist", "emnist-letters".
-        split: "train" or "test" (QMNIST also has "test10k", MNIST's own test digits, and "test50k").
+        split: "train" or "test" (QMNIST also has "test10k", MNIST's own test digits, and "test50k"). A dataset of
+            environments (colored-mnist, colored-mnist-domainbed, rotated-mnist) has every image in "train", with
+            `environments` saying whose each is, and each environment as a split of its own ("-90%", "15").
         data_dir: cache folder; default $MNISTLAB_HOME or ~/.cache/mnistlab.
         download: if False, raise DatasetNotFound instead of fetching.
 
@@ -87,7 +103,8 @@ def load_dataset(name: str | DatasetSpec, split: str = "train", *, data_dir=None
     base, start, stop = spec.subsets.get(split, (split, None, None))
     images = cache.load(base, "images")[start:stop]
     labels = cache.load(base, "labels")[start:stop]
-    return Dataset(images, labels, spec.classes, spec, split)
+    environments = cache.load(base, "environments")[start:stop] if spec.environments else None
+    return Dataset(images, labels, spec.classes, spec, split, environments)
 
 
 def load_data(name: str | DatasetSpec = "mnist", *, data_dir=None):

@@ -19,7 +19,7 @@ def dataset_info(name: str, *, data_dir=None) -> dict:
     cache = DatasetCache(data_home(data_dir), spec.name)
     info = {"name": spec.name, "title": spec.title, "classes": list(spec.classes), "licence": spec.licence,
             "citation": spec.citation, "homepage": spec.homepage, "cache": str(cache.dir), "splits": {}}
-    for split in ("train", "test"):
+    for split in (*spec.sizes, *spec.environments):
         ds = load_dataset(spec, split, data_dir=data_dir)
         x = ds.images.reshape(len(ds), -1)
         # float64 sums over uint8 rows: exact enough and no (N, 784) float copy
@@ -32,7 +32,24 @@ def dataset_info(name: str, *, data_dir=None) -> dict:
     info["verified_by"] = meta.get("verified_by")
     info["content_sha256"] = meta.get("content_sha256")
     info["stored_at"] = meta.get("stored_at")
+    if spec.derived is not None:
+        info["environments"] = list(spec.environments)
+        info["derived"] = {"base": spec.derived.base, "reference": spec.derived.reference, "seed": spec.derived.seed,
+                           "base_content_sha256": meta.get("base_content_sha256")}
     return info
+
+
+def shown(image: np.ndarray) -> np.ndarray:
+    """An image as matplotlib shows it: (H, W) grey as it is; two colour channels (Colored MNIST) as red and
+    green ink on black, (H, W, 3) uint8."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return image
+    if image.shape[0] == 1:
+        return image[0]
+    rgb = np.zeros((*image.shape[1:], 3), np.uint8)
+    rgb[..., :min(3, image.shape[0])] = np.moveaxis(image[:3], 0, -1)
+    return rgb
 
 
 def _figure(rows: list[tuple[str, list[np.ndarray]]], title: str, cols: int, vmax: float = 255):
@@ -51,7 +68,7 @@ def _figure(rows: list[tuple[str, list[np.ndarray]]], title: str, cols: int, vma
             for s in ax.spines.values():
                 s.set_visible(False)
             if col < len(images):
-                ax.imshow(images[col], cmap="gray_r", vmin=0, vmax=vmax, interpolation="nearest")
+                ax.imshow(shown(images[col]), cmap="gray_r", vmin=0, vmax=vmax, interpolation="nearest")
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
@@ -77,6 +94,8 @@ def sample_grid(name: str, out: str | Path, *, per_class: int = 10, split: str =
         raise InvalidArgument(f"per_class must be at least 1, got {per_class}")
     ds = load_dataset(name, split, data_dir=data_dir)
     rng = np.random.default_rng(seed)
+    if ds.environments is not None and transform is None:
+        return _environment_grid(ds, out, per_class, rng)
     rows = []
     for c in _shown_classes(len(ds.classes)):
         idx = np.flatnonzero(ds.labels == c)
@@ -90,12 +109,23 @@ def sample_grid(name: str, out: str | Path, *, per_class: int = 10, split: str =
     return atomic_write_bytes(Path(out), _figure(rows, f"{ds.spec.title}, {split} set: {what}", per_class))
 
 
+def _environment_grid(ds, out: str | Path, per_row: int, rng) -> Path:
+    """One row of random images per environment and class, the class and environment on the left."""
+    rows = []
+    for e, env in enumerate(ds.environment_names):
+        for c in _shown_classes(len(ds.classes)):
+            idx = np.flatnonzero((ds.environments == e) & (ds.labels == c))
+            pick = rng.choice(idx, size=min(per_row, idx.size), replace=False) if idx.size else []
+            rows.append((f"{env}: {ds.classes[c]}", [ds.images[i] for i in pick]))
+    return atomic_write_bytes(Path(out), _figure(rows, f"{ds.spec.title}: samples per environment and class", per_row))
+
+
 def mean_images(name: str, out: str | Path, *, split: str = "train", data_dir=None) -> Path:
     """Write a PNG of the mean image of each class (float64 sums over the uint8 images)."""
     ds = load_dataset(name, split, data_dir=data_dir)
     classes = _shown_classes(len(ds.classes))
-    means = [ds.images[ds.labels == c].mean(axis=0, dtype=np.float64) if (ds.labels == c).any() else np.zeros((28, 28))
-             for c in classes]
+    means = [ds.images[ds.labels == c].mean(axis=0, dtype=np.float64) if (ds.labels == c).any()
+             else np.zeros(ds.images.shape[1:]) for c in classes]
     cols = min(len(classes), 13)
     rows = [(" ", means[i:i + cols]) for i in range(0, len(means), cols)]
     png = _figure(rows, f"{ds.spec.title}: mean {split} image of each class ({', '.join(ds.classes[c] for c in classes[:cols])}"
@@ -122,9 +152,12 @@ def export(name: str, fmt: str, out: str | Path, *, data_dir=None, limit: int | 
             raise InvalidArgument("--format parquet needs the pyarrow package: pip install 'mnistlab[parquet]'") from None
     if limit is not None and limit < 1:
         raise InvalidArgument(f"limit must be at least 1, got {limit}")
+    if spec.channels != 1:
+        raise InvalidArgument(f"{spec.name} has {spec.channels} colour channels; export writes grey images: load it with "
+                              "mnistlab.load_dataset instead")
     out = ensure_dir(Path(out))
     written = []
-    for split in ("train", "test"):
+    for split in spec.sizes:
         ds = load_dataset(spec, split, data_dir=data_dir)
         n = len(ds) if limit is None else min(limit, len(ds))
         if fmt == "csv":

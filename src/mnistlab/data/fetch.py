@@ -108,6 +108,13 @@ def fetch(name: str | DatasetSpec, *, data_dir=None, sources: list[Source] | Non
             if not damaged:
                 return meta
             log.warning("%s: cached %s damaged; fetching again", spec.name, ", ".join(damaged))
+        if spec.derived is not None:
+            if sources is not None:
+                raise MnistlabError(f"{spec.name} is generated from {spec.derived.base}, not fetched or imported: "
+                                    f"run: mnistlab data fetch {spec.name}")
+            from mnistlab.data.derived import generate
+
+            return generate(spec, cache, data_dir=data_dir, progress=progress)
         explicit = sources is not None
         sources = sources if explicit else default_sources(home)
         staging_root = ensure_dir(home / "tmp")

@@ -43,11 +43,11 @@ def catalog_sets(dataset: str, data_dir=None) -> tuple[list[str], list[str]]:
     from mnistlab.data.cache import DatasetCache, data_home
     from mnistlab.data.catalog import get_spec, list_datasets
 
-    own = set(get_spec(dataset).classes)
+    own = get_spec(dataset)
     cached, missing = [], []
     for name in list_datasets():
         spec = get_spec(name)
-        if name == dataset or own & set(spec.classes):
+        if name == dataset or set(own.classes) & set(spec.classes) or spec.input_shape != own.input_shape or spec.environments:
             continue
         (cached if DatasetCache(data_home(data_dir), name).meta() is not None else missing).append(name)
     return cached, missing
