@@ -228,7 +228,7 @@ def accept_source_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A
 
 # TrainConfig's fields are the training options: their names, and their comments as help (config.py). These are not
 # options: a model's own settings come as repeated --model-arg KEY=VAL, and only sweeps train without the test set.
-NOT_OPTIONS = ("model_args", "evaluate_test")
+NOT_OPTIONS = ("model_args", "evaluate_test", "algorithm_args", "train_environments")
 OPTION_TYPES = {"int": int, "float": float, "bool": bool}
 
 
@@ -253,6 +253,9 @@ def _train_options() -> list[inspect.Parameter]:
 
 TRAIN_SHELL = [  # what `mnistlab train` takes beside the settings
     ("model_arg", list[str], typer.Option([], "--model-arg", help="KEY=VAL for the model, e.g. k=5 for knn (repeatable).")),
+    ("algorithm_arg", list[str], typer.Option([], "--algorithm-arg", help="KEY=VAL for the algorithm: convention=paper|domainbed (repeatable).")),
+    ("train_environment", list[str], typer.Option([], "--train-environment",
+                                                  help="An environment to train on (repeatable; default: all but the test one).")),
     ("plain", bool, typer.Option(False, "--plain", help="Plain PyTorch for debugging: eager step, fp32 (= --step eager --precision fp32).")),
     ("config", Optional[Path], typer.Option(None, "--config", help="A TOML file of settings (a \\[train] table or top level).")),
     ("out_dir", Optional[Path], typer.Option(None, "--out", help="Run folder (default runs/<date>-<model>-<dataset>).")),
@@ -271,7 +274,9 @@ def train_cmd(**given):
 
     shell = {name: given.pop(name) for name, _, _ in TRAIN_SHELL}
     model, dataset = given.pop("model"), given.pop("dataset")
-    settings = {**given, "model_args": _parse_model_args(shell["model_arg"]) or None}
+    settings = {**given, "model_args": _parse_model_args(shell["model_arg"]) or None,
+                "algorithm_args": _parse_model_args(shell["algorithm_arg"]) or None,
+                "train_environments": shell["train_environment"] or None}
     if shell["plain"]:
         if (settings["precision"] or "fp32") != "fp32" or (settings["step"] or "eager") != "eager":
             raise MnistlabError("--plain means --step eager --precision fp32; drop --step/--precision or --plain")
@@ -296,8 +301,12 @@ app.command("train")(train_cmd)
 def _say_trained(run, quiet: bool) -> None:
     m = run.metrics
     if not quiet:
-        out.print(f"run folder: {run.path}  ({m['train_seconds']:.1f} s training, {m['model']} on {m['dataset']}"
+        out.print(f"run folder: {run.path}  ({m['train_seconds']:.1f} s training, {run.config['model']} on {run.config['dataset']}"
                   + (f", {m['world_size']} processes)" if m.get("world_size") else ")"))
+    if m.get("environments") is not None:
+        for name, accs in m["environments"].items():
+            shown = "  ".join(f"{part} {accs[part]:.4f}" for part in ("in", "out") if part in accs)
+            print(f"environment {name} ({accs['role']}): {shown}")
     if m.get("test_accuracy") is not None:
         print(f"test accuracy: {m['test_accuracy']:.4f}")
     else:

@@ -100,14 +100,13 @@ def rotated_mnist_domainbed(all_images: np.ndarray, all_labels: np.ndarray, seed
     return [(rotate(x, angle), y) for (x, y), angle in zip(envs, ROTATIONS)], list(range(len(ROTATIONS)))
 
 
-def _base_arrays(spec: DatasetSpec, data_dir, progress: bool):
-    from mnistlab.data.dataset import load_dataset
-
-    train = load_dataset(spec.derived.base, "train", data_dir=data_dir, progress=progress)
+def _base_arrays(spec: DatasetSpec, home) -> tuple[np.ndarray, np.ndarray]:
+    """The base dataset's (images, labels) from the cache (fetch.py has put a verified copy there)."""
+    base = DatasetCache(home, spec.derived.base)
     if spec.derived.recipe == "colored-mnist-irm":
-        return (train.images, train.labels)
-    test = load_dataset(spec.derived.base, "test", data_dir=data_dir, progress=progress)
-    return (np.concatenate([train.images, test.images]), np.concatenate([train.labels, test.labels]).astype(np.int64))
+        return (base.load("train", "images"), base.load("train", "labels"))
+    return (np.concatenate([base.load("train", "images"), base.load("test", "images")]),
+            np.concatenate([base.load("train", "labels"), base.load("test", "labels")]).astype(np.int64))
 
 
 RECIPES = {"colored-mnist-irm": colored_mnist_irm, "colored-mnist-domainbed": colored_mnist_domainbed,
@@ -128,12 +127,12 @@ def array_sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def generate(spec: DatasetSpec, cache: DatasetCache, *, data_dir=None, progress: bool = False) -> dict:
+def generate(spec: DatasetSpec, cache: DatasetCache) -> dict:
     """Build the dataset from its cached base, check it against the recorded checksums, and store it."""
     import torch
 
     t0 = time.perf_counter()
-    arrays = build(spec, *_base_arrays(spec, data_dir, progress))
+    arrays = build(spec, *_base_arrays(spec, cache.home))
     digests = {kind: array_sha256(a) for kind, a in arrays.items()}
     for kind, expected in spec.derived.sha256.items():
         if digests.get(kind) != expected:

@@ -114,7 +114,8 @@ def fetch(name: str | DatasetSpec, *, data_dir=None, sources: list[Source] | Non
                                     f"run: mnistlab data fetch {spec.name}")
             from mnistlab.data.derived import generate
 
-            return generate(spec, cache, data_dir=data_dir, progress=progress)
+            fetch(spec.derived.base, data_dir=data_dir, progress=progress)  # its own lock: a verified copy to build from
+            return generate(spec, cache)
         explicit = sources is not None
         sources = sources if explicit else default_sources(home)
         staging_root = ensure_dir(home / "tmp")

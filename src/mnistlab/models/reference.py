@@ -26,7 +26,8 @@ from mnistlab.errors import InvalidArgument, ModelSourceError
 log = logging.getLogger("mnistlab")
 
 ENTRY_POINTS = "mnistlab.models"  # the entry-point group installed packages publish models in
-OFFERED = ("mean", "std", "seed")  # what mnistlab hands a factory that names it: the data's pixel statistics, the run's seed
+OFFERED = ("mean", "std", "seed", "input_shape")  # what mnistlab hands a factory that names it: the data's pixel
+# statistics, the run's seed, the (channels, height, width) of its images
 
 _FILES: dict[str, tuple[str, object]] = {}  # an imported file's path -> (its sha256 then, its module)
 _OBJECTS: dict[str, object] = {}  # reference -> an object handed to mnistlab.train in this process

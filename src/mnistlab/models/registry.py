@@ -51,7 +51,7 @@ def register_model(name: str, *, family: str, description: str, reference: str =
 
 def _ensure_loaded() -> None:
     # The model modules register themselves; import them here so a lookup never depends on import order.
-    from mnistlab.models import classical, cnn, mlp, resnet, simple, speed  # noqa: F401
+    from mnistlab.models import classical, cnn, mlp, resnet, shift, simple, speed  # noqa: F401
 
 
 def plugins() -> dict[str, ModelInfo]:

@@ -21,7 +21,8 @@ def config_record(cfg: TrainConfig, facts: DatasetFacts, world_size: int | None 
     from mnistlab.vocabulary import parse_augment
 
     record = {**cfg.to_dict(), "classes": list(facts.classes), "input_mean": facts.input_mean, "input_std": facts.input_std,
-              "augment_resolved": parse_augment(cfg.augment).__dict__, "dataset_sha256": facts.dataset_sha256}
+              "augment_resolved": parse_augment(cfg.augment).__dict__, "dataset_sha256": facts.dataset_sha256,
+              "input_shape": list(facts.input_shape)}
     if source is not None:
         record["model_source"] = source
     return {**record, "world_size": world_size} if world_size else record

@@ -28,11 +28,12 @@ class DatasetFacts:
     input_mean: float  # the training images' pixel mean and std in [0, 1]: the net normalises by them
     input_std: float
     dataset_sha256: dict | None  # the cached files' content checksums, so a result names its exact data
+    input_shape: tuple[int, int, int] = (1, 28, 28)  # (channels, height, width) of one image (Colored MNIST: 2 channels)
 
     @classmethod
     def from_dict(cls, values: dict) -> "DatasetFacts":
         return cls(list(values["classes"]), float(values.get("input_mean", 0.1307)), float(values.get("input_std", 0.3081)),
-                   values.get("dataset_sha256"))
+                   values.get("dataset_sha256"), tuple(values.get("input_shape", (1, 28, 28))))
 
 
 def build_net(config: dict):
@@ -44,6 +45,7 @@ def build_net(config: dict):
         kwargs["dropout"] = config["dropout"]
     kwargs.setdefault("mean", config.get("input_mean", 0.1307))
     kwargs.setdefault("std", config.get("input_std", 0.3081))
+    kwargs.setdefault("input_shape", tuple(config.get("input_shape", (1, 28, 28))))
     return create_model(config["model"], num_classes=len(config["classes"]), **kwargs)
 
 

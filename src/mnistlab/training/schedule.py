@@ -25,3 +25,8 @@ def lr_at(step: int, total_steps: int, base_lr: float, schedule: str, warmup: fl
     if schedule == "none":
         return base_lr
     raise ValueError(schedule)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of every random choice in one epoch of one process: a pure function of (seed, epoch, rank)."""
+    return seed * 1_000_003 + epoch + 7919 * rank

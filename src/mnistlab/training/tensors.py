@@ -61,14 +61,14 @@ def _on_device(t, idx: np.ndarray | None, device):
 
 
 def to_tensors(images: np.ndarray, labels: np.ndarray, device, idx: np.ndarray | None = None, channels_last: bool = False):
-    """Rows `idx` (default all) as float images in [0, 1] (N, 1, H, W) and int64 labels on `device`. The pixels
+    """Rows `idx` (default all) as float images in [0, 1] (N, C, H, W) and int64 labels on `device`. The pixels
     cross to the device as uint8, a quarter of float32's bytes, and are selected and converted there.
     channels_last: one channel, so the same bytes; only the strides say so (what the conv nets' kernels want)."""
     import torch
 
     x = _on_device(_uint8_tensor(images), idx, device)  # only read: selecting and converting make new tensors
     y = _on_device(torch.from_numpy(np.array(labels, dtype=np.int64)), idx, device)  # a copy: the cache maps are read-only
-    x = x.unsqueeze(1).float().div_(255)
+    x = (x.unsqueeze(1) if x.ndim == 3 else x).float().div_(255)  # (N, H, W) grey, or (N, C, H, W) already
     return (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
 
 

@@ -39,8 +39,9 @@ from mnistlab.training.distributed import SINGLE, Processes, all_sum, check_batc
 from mnistlab.training.distributed import start as start_processes
 from mnistlab.training.distributed import stop as stop_processes
 from mnistlab.training.engine import Engine, resolve_engine
+from mnistlab.training.environments import Environments, check_environments, train_across
 from mnistlab.training.record import final_metrics
-from mnistlab.training.schedule import lr_at
+from mnistlab.training.schedule import epoch_seed, lr_at
 from mnistlab.training.step import EagerStep, make_optimizer, make_step
 from mnistlab.training.tensors import TrainingData, evaluate_net, pixel_stats
 from mnistlab.tta import with_tta
@@ -123,10 +124,13 @@ def _open(job: Job, procs: Processes) -> RunFolder:
     cfg = resolve_config({**job.settings, "model": job.model, "dataset": job.dataset}, job.config_file)
     spec, device = _check_settings(cfg, procs)
     train_ds = load_dataset(spec, "train", data_dir=job.data_dir, progress=job.progress)
-    split = split_indices(train_ds.labels, cfg, spec.num_classes, get_model_info(cfg.model).family == "neural")
+    if spec.environments:
+        split = Environments.of(train_ds, cfg).split()
+    else:
+        split = split_indices(train_ds.labels, cfg, spec.num_classes, get_model_info(cfg.model).family == "neural")
     mean, std = pixel_stats(train_ds.images, split.train, device=device)
     meta = DatasetCache(data_home(job.data_dir), spec.name).meta() or {}
-    facts = DatasetFacts(list(spec.classes), mean, std, meta.get("content_sha256"))
+    facts = DatasetFacts(list(spec.classes), mean, std, meta.get("content_sha256"), spec.input_shape)
     return RunFolder.create(job.out, cfg, facts, split, world_size=procs.world if procs.active else None)
 
 
@@ -142,9 +146,9 @@ def _closed_on_error(folder: RunFolder):
 def _check_settings(cfg: TrainConfig, procs: Processes):
     """Everything that can be refused before a run folder is made; the dataset's spec and the device a net trains on."""
     spec = get_spec(cfg.dataset)
-    if spec.image_shape != (28, 28):
-        raise InvalidArgument(f"model {cfg.model!r} takes 28x28 images; {spec.name} has {spec.image_shape}")
     family = get_model_info(cfg.model).family
+    if check_environments(cfg, spec)[0]:
+        _check_across(cfg, family, procs)
     if family != "neural":
         for given, what in ((not cfg.evaluate_test, "evaluate_test = false is for neural nets (sweep trials)"),
                             (procs.active, "--distributed trains neural nets"),
@@ -162,17 +166,30 @@ def _check_settings(cfg: TrainConfig, procs: Processes):
     return spec, device
 
 
+def _check_across(cfg: TrainConfig, family: str, procs: Processes) -> None:
+    """What training across environments does not do (training/environments.py), refused before the run folder."""
+    for given, what in ((family != "neural", f"{cfg.model!r} is a {family} model"), (procs.active, "--distributed"),
+                        (cfg.augment != "none", "--augment"), (cfg.adversarial != "none", "--adversarial"),
+                        (cfg.ema, "--ema"), (cfg.tta != "none", "--tta"), (cfg.precision == "bf16", "--precision bf16"),
+                        (cfg.step == "cuda-graph", "--step cuda-graph"), (cfg.train_subset is not None, "--train-subset"),
+                        (cfg.val_split, "--val-split (use --holdout-fraction)"), (cfg.tensorboard, "--tensorboard"),
+                        (cfg.logit_norm is not None, "--logit-norm"), (cfg.init_from, "--init-from")):
+        if given:
+            raise InvalidArgument(f"training across environments (--algorithm) trains a neural net in fp32, eager, with "
+                                  f"none of: {what}")
+
+
 def _try_net(cfg: TrainConfig, spec, device) -> None:
     """Build the net and put one batch of two images through it, forward and backward, on the device it trains on."""
     import torch
 
     from mnistlab.models.reference import one_line
 
-    net, n = build_net({**cfg.to_dict(), "classes": list(spec.classes)}), spec.num_classes
+    net, n = build_net({**cfg.to_dict(), "classes": list(spec.classes), "input_shape": spec.input_shape}), spec.num_classes
     if cfg.freeze == "backbone" and not isinstance(getattr(net, "features", None), torch.nn.Module):
         raise InvalidArgument(f"--freeze backbone keeps a net's .features; model {cfg.model!r} has none (mnistlab's Net has)")
     try:
-        logits = net.to(device).train()(torch.rand(2, 1, 28, 28, device=device))
+        logits = net.to(device).train()(torch.rand(2, *spec.input_shape, device=device))
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         if shape != (2, n):
             raise InvalidArgument(f"model {cfg.model!r} answers a batch of 2 images with {shape}; {spec.name} has {n} classes, "
@@ -181,7 +198,8 @@ def _try_net(cfg: TrainConfig, spec, device) -> None:
     except MnistlabError:
         raise
     except Exception as exc:
-        raise InvalidArgument(f"model {cfg.model!r} fails on a batch of 2 images on {device}: {one_line(exc)}") from None
+        shape = "x".join(map(str, spec.input_shape))
+        raise InvalidArgument(f"model {cfg.model!r} fails on a batch of 2 images ({shape}) on {device}: {one_line(exc)}") from None
 
 
 def _engine(cfg: TrainConfig, procs: Processes) -> Engine:
@@ -195,8 +213,10 @@ def _train_folder(folder: RunFolder, job: Job, procs, on_epoch_end) -> Run | Non
     cfg = folder.cfg
     spec = get_spec(cfg.dataset)
     train_ds = load_dataset(spec, "train", data_dir=job.data_dir, progress=job.progress and procs.main)
-    test_ds = load_dataset(spec, "test", data_dir=job.data_dir) if cfg.evaluate_test else None
+    test_ds = load_dataset(spec, "test", data_dir=job.data_dir) if cfg.evaluate_test and "test" in spec.sizes else None
     neural = get_model_info(cfg.model).family == "neural"
+    if spec.environments:
+        return train_across(folder, train_ds, job.progress)
     split = on_main(procs, lambda: folder.split(train_ds.labels, neural))
     if not neural:
         return train_classical(folder, train_ds, test_ds, split)
@@ -367,11 +387,6 @@ def _end_epoch(folder: RunFolder, loop: Loop, done: Progress, row: dict, on_epoc
         which = "test" if "test_accuracy" in row else "val"
         loop.bar.update(loop.bar.task_ids[-1], description=f"epoch {row['epoch']}/{loop.cfg.epochs}"
                         + (f" {which} acc {shown:.4f}" if shown is not None else ""))
-
-
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """The seed of every random choice in one epoch of one process: a pure function of (seed, epoch, rank)."""
-    return seed * 1_000_003 + epoch + 7919 * rank
 
 
 def _epoch_generators(seed: int, epoch: int, rank: int, device):

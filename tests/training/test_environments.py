@@ -1,0 +1,54 @@
+"""Training across environments on the real Colored MNIST: a small run end to end, DomainBed's split, and the bad
+settings refused in one line before any run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mnistlab.errors import InvalidArgument, UnknownName
+from mnistlab.training import train
+from mnistlab.training.environments import holdout, seed_hash
+
+
+def test_seed_hash_and_holdout_are_domainbeds():
+    import hashlib
+
+    assert seed_hash(0, 1) == int(hashlib.md5(b"(0, 1)").hexdigest(), 16) % (2**31)
+    keys = list(range(50))
+    np.random.RandomState(seed_hash(3, 2)).shuffle(keys)
+    pos_in, pos_out = holdout(50, 0.2, 3, 2)
+    assert list(pos_out) == keys[:10] and list(pos_in) == keys[10:]
+
+
+@pytest.mark.realdata
+def test_a_small_run_across_environments(real_home, tmp_path):
+    run = train("irm-mlp", "colored-mnist", out=tmp_path / "run", data_dir=real_home, algorithm="vrex", test_environment="-90%",
+                steps=20, batch_size=256, holdout_fraction=0.2, checkpoint_every=10, penalty_anneal=5, penalty_weight=10.0,
+                model_args={"hidden": 32})
+    m = run.metrics
+    assert m["trained_on"] == ["+80%", "+90%"] and m["tested_on"] == ["-90%"] and m["steps"] == 20
+    assert m["environments"]["-90%"]["role"] == "test" and 0 <= m["test_accuracy"] <= 1
+    assert m["environment_sizes"]["+80%"] == {"in": 20000, "out": 5000}
+    assert set(m["selection"]) == {"training_domain", "oracle"}
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20] and rows[0]["penalty_weight"] == pytest.approx((5 * 1 + 5 * 10) / 10)
+    split = np.load(run.path / "split.npz")
+    assert len(split["train"]) == 40000 and len(split["val"]) == 10000 and not set(split["train"]) & set(split["val"])
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("settings, error, words", [
+    ({"dataset": "colored-mnist"}, InvalidArgument, "--test-environment"),
+    ({"dataset": "colored-mnist", "test_environment": "-80%"}, UnknownName, "did you mean"),
+    ({"dataset": "colored-mnist", "test_environment": "-90%", "train_environments": ["+80%", "-90%"]}, InvalidArgument,
+     "test environment and a training one"),
+    ({"dataset": "mnist", "algorithm": "irm"}, InvalidArgument, "has one"),
+    ({"dataset": "colored-mnist", "test_environment": "-90%", "augment": "light"}, InvalidArgument, "--augment"),
+])
+def test_bad_settings_are_refused_before_any_run_folder(real_home, tmp_path, settings, error, words):
+    with pytest.raises(error, match=words):
+        train("irm-mlp" if settings["dataset"] != "mnist" else "mlp", out=tmp_path / "run", data_dir=real_home, steps=2, **settings)
+    assert not (tmp_path / "run").exists()
