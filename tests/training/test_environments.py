@@ -33,6 +33,10 @@ def test_a_small_run_across_environments(real_home, tmp_path):
     assert m["environments"]["-90%"]["role"] == "test" and 0 <= m["test_accuracy"] <= 1
     assert m["environment_sizes"]["+80%"] == {"in": 20000, "out": 5000}
     assert set(m["selection"]) == {"training_domain", "oracle"}
+    from mnistlab.evaluate import evaluate_run
+
+    # evaluated again from the weights: the test environment's in part is inside its whole, evaluated here
+    assert evaluate_run(run, write=False)["n"] == 10000 and evaluate_run(run, split="+80%", write=False)["n"] == 25000
     rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20] and rows[0]["penalty_weight"] == pytest.approx((5 * 1 + 5 * 10) / 10)
     split = np.load(run.path / "split.npz")

@@ -33,6 +33,8 @@ def evaluate_with_probs(run: Run, dataset: str | None = None, split: str = "test
     """evaluate_run's result, the split it was computed on and the class probabilities (stored or predicted), for
     callers that draw from them too (the report), so the split is not predicted twice."""
     spec = get_spec(dataset or run.config["dataset"])
+    if spec.environments and split == "test" and run.config.get("test_environment"):
+        split = run.config["test_environment"]  # a run across environments is tested on its test environment
     if split not in (*spec.splits, HELD_OUT):
         raise UnknownName(f"split of {spec.name}", split, (*spec.splits, HELD_OUT))
     if list(spec.classes) != run.classes:

@@ -35,6 +35,8 @@ def top_k_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
     n = probs.shape[1]
     if min(k, n) >= n:
         return 1.0
+    if k == 1:  # plain accuracy (scikit-learn refuses two-class scores here)
+        return float(np.mean(probs.argmax(1) == np.asarray(y_true))) if len(probs) else float("nan")
     return float(top_k_accuracy_score(np.asarray(y_true), probs, k=k, labels=np.arange(n)))
 
 

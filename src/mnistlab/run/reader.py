@@ -241,7 +241,7 @@ class Run:
     def predict_proba(self, images: np.ndarray, batch_size: int = 2000) -> np.ndarray:
         """Class probabilities, float32 (N, classes), for uint8 images (N, 28, 28) in 0..255 or floats in [0, 1];
         a net's are calibrated by its temperature, an ensemble's are the mean of its members' calibrated ones."""
-        x = _as_unit_float(images)
+        x = _as_unit_float(images, self.config.get("input_shape", (1, 28, 28)))
         if self.kind == ENSEMBLE:
             return np.mean([m.predict_proba(x, batch_size) for m in self.model], axis=0).astype(np.float32)
         if self.kind == "classical":
@@ -251,7 +251,8 @@ class Run:
         out, net = [], self.calibrated  # loaded outside inference mode: its weights stay ordinary tensors
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
-                xb = torch.from_numpy(x[i:i + batch_size]).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+                xb = torch.from_numpy(x[i:i + batch_size])
+                xb = (xb.unsqueeze(1) if xb.ndim == 3 else xb).contiguous(memory_format=torch.channels_last)
                 out.append(net(xb).numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
@@ -278,8 +279,12 @@ def leaf_runs(run: Run) -> list[Run]:
     return [leaf for member in run.model for leaf in leaf_runs(member)]
 
 
-def _as_unit_float(images) -> np.ndarray:
+def _as_unit_float(images, shape=(1, 28, 28)) -> np.ndarray:
     x = np.asarray(images)
+    if tuple(shape) != (1, 28, 28):  # a run on images of other shapes (Colored MNIST: 2 channels) takes exactly those
+        if x.ndim != 4 or x.shape[1:] != tuple(shape):
+            raise MnistlabError(f"images must have shape (N, {', '.join(map(str, shape))}) for this run, got {x.shape}")
+        return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     if x.ndim == 2:
         x = x[None]
     if x.ndim == 4 and x.shape[1] == 1:
