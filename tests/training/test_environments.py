@@ -44,6 +44,26 @@ def test_a_small_run_across_environments(real_home, tmp_path):
 
 
 @pytest.mark.realdata
+def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_end(real_home, tmp_path):
+    from mnistlab.errors import TrainingInterrupted
+
+    settings = dict(data_dir=real_home, algorithm="irm", test_environment="-90%", steps=20, batch_size=128,
+                    holdout_fraction=0.1, checkpoint_every=10, penalty_anneal=10, penalty_weight=100.0,
+                    algorithm_args={"convention": "domainbed"}, model_args={"hidden": 16})
+    whole = train("irm-mlp", "colored-mnist", out=tmp_path / "whole", **settings)
+
+    def stop(step, row):
+        if step == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        train("irm-mlp", "colored-mnist", out=tmp_path / "cut", on_epoch_end=stop, **settings)
+    resumed = train(resume=tmp_path / "cut", data_dir=real_home)
+    assert resumed.metrics["environments"] == whole.metrics["environments"]
+    assert resumed.metrics["selection"] == whole.metrics["selection"]
+
+
+@pytest.mark.realdata
 @pytest.mark.parametrize("settings, error, words", [
     ({"dataset": "colored-mnist"}, InvalidArgument, "--test-environment"),
     ({"dataset": "colored-mnist", "test_environment": "-80%"}, UnknownName, "did you mean"),

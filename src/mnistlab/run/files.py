@@ -118,8 +118,8 @@ def load_checkpoint(path: Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged or foreign file
         raise RunError(f"{path} is damaged or not a mnistlab checkpoint ({type(exc).__name__}); start the run again") from None
-    if not isinstance(ckpt, dict) or not {"model", "epoch", "history"} <= set(ckpt):
-        raise RunError(f"{path} is not a mnistlab checkpoint (missing model/epoch/history)")
+    if not isinstance(ckpt, dict) or not {"model", "history"} <= set(ckpt) or not {"epoch", "step"} & set(ckpt):
+        raise RunError(f"{path} is not a mnistlab checkpoint (missing model/epoch/history)")  # "step": across environments
     return ckpt
 
 

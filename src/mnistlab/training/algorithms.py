@@ -16,7 +16,7 @@ of two halves of each batch's gradients).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +106,6 @@ class Algorithm:
     optimizer: object = None
     steps_done: int = 0
     q: torch.Tensor | None = None  # GroupDRO's weights over the environments
-    restarted: bool = field(default=False)  # whether Adam was restarted when the penalty took over (domainbed)
 
     def __post_init__(self):
         if self.optimizer is None:
@@ -176,10 +175,7 @@ class Algorithm:
 
     def load_state_dict(self, state: dict) -> None:
         self.steps_done = int(state["steps_done"])
-        s = self.settings
-        if s.convention == "domainbed" and s.name in DEFAULT_ANNEAL and 0 < s.anneal < self.steps_done:
-            self.optimizer = self.make_optimizer()  # the restarted one, whose state is the saved one
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])  # after a restart (domainbed), the restarted one's state
         device = next(self.net.parameters()).device
         self.q = None if state.get("q") is None else state["q"].to(device)
 

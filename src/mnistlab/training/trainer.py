@@ -216,7 +216,7 @@ def _train_folder(folder: RunFolder, job: Job, procs, on_epoch_end) -> Run | Non
     test_ds = load_dataset(spec, "test", data_dir=job.data_dir) if cfg.evaluate_test and "test" in spec.sizes else None
     neural = get_model_info(cfg.model).family == "neural"
     if spec.environments:
-        return train_across(folder, train_ds, job.progress)
+        return train_across(folder, train_ds, job.progress, on_epoch_end)
     split = on_main(procs, lambda: folder.split(train_ds.labels, neural))
     if not neural:
         return train_classical(folder, train_ds, test_ds, split)
