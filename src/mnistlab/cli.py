@@ -298,6 +298,15 @@ train_cmd.__signature__ = inspect.Signature(
 app.command("train")(train_cmd)
 
 
+def _refuse_across(run_dirs, what: str) -> None:
+    """Runs trained across environments go to evaluate only, for now (one line; see Run.refuse_across_environments)."""
+    from mnistlab.run import Run
+
+    for run_dir in run_dirs or []:
+        if run_dir is not None and (Path(run_dir) / "config.json").exists():
+            Run(run_dir).refuse_across_environments(what)
+
+
 def _say_trained(run, quiet: bool) -> None:
     m = run.metrics
     if not quiet:
@@ -371,6 +380,7 @@ def evaluate_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run 
 def report_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished run folder."),
                data_dir: Optional[Path] = DataDir):
     """Write report.html (self-contained) and report.md into the run folder."""
+    _refuse_across([run_dir], "report")
     from mnistlab.report import build_report
 
     paths = build_report(run_dir, data_dir=data_dir)
@@ -386,6 +396,7 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
                 as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir):
     """Runs side by side, and whether their differences are real: 95% intervals, the exact McNemar test per pair
     (Holm-adjusted when there are several), seeds of one recipe as mean ± std with Welch's test between recipes."""
+    _refuse_across(runs, "compare")
     from mnistlab.evaluate.compare import compare_runs
 
     res = compare_runs(runs, plot, dataset=dataset, split=split, data_dir=data_dir)
@@ -454,6 +465,7 @@ def predict_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A train
                 save_preprocessed: Optional[Path] = typer.Option(None, "--save-preprocessed", help="Write each preprocessing step as PNG here.")):
     """Predict the class of each image, brought into MNIST's form first; each answer says whether the image looks
     like what the run was trained on (mnistlab ood RUN: how well that is told)."""
+    _refuse_across([run_dir], "predict")
     from mnistlab.ood import doubt
     from mnistlab.serve.predict import predict_images
 
@@ -479,6 +491,7 @@ def explain_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A train
                 member: Optional[int] = typer.Option(None, help="For an ensemble: explain this member (default: the mean of all)."),
                 as_json: bool = typer.Option(False, "--json", help="Print JSON: input, probabilities, layers, attributions.")):
     """What the net saw, answered, computed layer by layer and looked at, for each picture (needs mnistlab[explain])."""
+    _refuse_across([run_dir], "explain")
     from mnistlab.explain import explain_images
 
     results = explain_images(run_dir, images, out=out_dir, member=member)
@@ -511,6 +524,7 @@ def robustness_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A fi
                    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
                    data_dir: Optional[Path] = DataDir):
     """Accuracy on MNIST-C's 15 corruptions and under FGSM and PGD attacks; writes RUN/robustness.json and robustness.png."""
+    _refuse_across([run_dir], "robustness")
     from mnistlab.robustness import EPSILONS, measure_robustness, source_words
 
     r = measure_robustness(run_dir, attack_images=attack_images, epsilons=eps or EPSILONS, steps=steps, step_size=step_size,
@@ -554,6 +568,7 @@ def ood_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished 
             data_dir: Optional[Path] = DataDir):
     """Is it a digit at all? How well each detector tells the test set from other kinds of images (AUROC, AUPR-in,
     AUPR-out, FPR at 95% TPR, bootstrap intervals), and the detector every answer carries; writes RUN/ood.json and ood.png."""
+    _refuse_across([run_dir], "ood")
     from mnistlab.ood import measure_ood
 
     r = measure_ood(run_dir, against=against, detectors=detector, images=images, seed=seed, out=out_dir, data_dir=data_dir)
@@ -583,6 +598,7 @@ def export_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A traine
                data_dir: Optional[Path] = DataDir):
     """Export a trained net, with a companion JSON (classes, input, outputs, the OOD detector and its threshold);
     checks that the file gives the same probabilities (and scores) as mnistlab."""
+    _refuse_across([run_dir], "export")
     from mnistlab.export import export_run
 
     res = export_run(run_dir, fmt, out_path, data_dir=data_dir, ood=ood)

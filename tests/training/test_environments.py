@@ -39,6 +39,13 @@ def test_a_small_run_across_environments(real_home, tmp_path):
     assert evaluate_run(run, write=False)["n"] == 10000 and evaluate_run(run, split="+80%", write=False)["n"] == 25000
     rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20] and rows[0]["penalty_weight"] == pytest.approx((5 * 1 + 5 * 10) / 10)
+    import subprocess
+    import sys
+
+    for command in ("report", "ood"):  # not theirs yet: one line that says what to use
+        proc = subprocess.run([sys.executable, "-m", "mnistlab", command, str(run.path)], capture_output=True, text=True)
+        assert proc.returncode != 0 and "trained across environments" in proc.stderr + proc.stdout
+        assert "Traceback" not in proc.stderr and len((proc.stderr + proc.stdout).strip().splitlines()) == 1
     split = np.load(run.path / "split.npz")
     assert len(split["train"]) == 40000 and len(split["val"]) == 10000 and not set(split["train"]) & set(split["val"])
 

@@ -103,6 +103,13 @@ class Run:
     def complete(self) -> bool:
         return (self.path / "metrics.json").exists()
 
+    def refuse_across_environments(self, what: str) -> None:
+        """One line for a command that reads grey 28x28 digits from a run trained across environments (Colored and
+        Rotated MNIST), which it does not take yet."""
+        if self.config.get("test_environment") is not None:
+            raise RunError(f"{self.path} was trained across environments ({self.config['dataset']}); {what} does not "
+                           f"read such runs yet: use mnistlab evaluate {self.path} [--split ENVIRONMENT]")
+
     @cached_property
     def metrics(self) -> dict:
         return _read_json(self.path / "metrics.json", "the run did not finish: resume it with mnistlab train --resume")
