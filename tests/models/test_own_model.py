@@ -195,7 +195,7 @@ def test_every_command_rebuilds_it_in_a_fresh_process(published, nets, package, 
 def test_bad_references_are_one_line_before_any_run_folder(nets, real_home, tmp_path, capsys):
     where = str(nets)
     cases = {f"{where}:FiveWay": "answers a batch of 2 images with (2, 5); mnist has 10 classes",
-             f"{where}:Crashes": "fails on a batch of 2 images on cpu: RuntimeError",
+             f"{where}:Crashes": "fails on a batch of 2 images (1x28x28) on cpu: RuntimeError",
              f"{where}:SIZE": "is an int, not a model",
              f"{where}:TinyNett": "has no 'TinyNett'; did you mean 'TinyNet'?",
              str(tmp_path / "nowhere.py") + ":TinyNet": "no such file",

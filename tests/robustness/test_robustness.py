@@ -179,7 +179,8 @@ def test_robustness_runs_for_every_neural_net_of_the_zoo(model, tmp_path, regist
     from mnistlab.training import train
     from tests.conftest import make_tiny
 
-    assert set(list_models(family="neural")) <= {"mlp", "mlp-300", "cnn", "lenet5", "cnn-bn", "resnet", "simplecnn", "speednet"}
+    assert set(list_models(family="neural")) <= {"mlp", "mlp-300", "cnn", "lenet5", "cnn-bn", "resnet", "simplecnn", "speednet",
+                                                 "irm-mlp", "domainbed-cnn"}  # the last two: tests/training/test_environments.py
     tiny = make_tiny(tmp_path / "files", catalog.MNIST, n_train=40, n_test=16)
     register(tiny.spec)
     import_files("tiny-mnist", tiny.folder)
