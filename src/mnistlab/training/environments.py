@@ -82,8 +82,8 @@ class Environments:
     def of(cls, ds, cfg) -> "Environments":
         train, test = check_environments(cfg, ds.spec)
         rows_in, rows_out = [], []
-        for e in range(len(ds.environment_names)):
-            rows = np.flatnonzero(ds.environments == e)
+        for e, name in enumerate(ds.environment_names):
+            rows = ds.in_environment(name)
             pos_in, pos_out = holdout(len(rows), cfg.holdout_fraction, cfg.seed, e)
             rows_in.append(rows[pos_in])
             rows_out.append(rows[pos_out])
