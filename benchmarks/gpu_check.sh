@@ -13,6 +13,9 @@
 #
 # Sections (all by default, in this order): tests step speedrun resnet speedrun995 fashion profile suite; also
 # `recipes` (the speedrun-gpu recipe in four single-epoch processes: the step's way and the precision) and
+# `shift` (DomainBed's Rotated MNIST table for ERM at its defaults, the six test environments, three runs at a time;
+# it needs Optuna, which the GPU machine may lack: put its wheels and their dependencies' in .whl/ first, e.g.
+# `pip download optuna --only-binary=:all: --python-version 3.X -d .whl` for the GPU machine's Python), and
 # `frontier` (the accuracy frontier's recipes, best-mnist, best-fashion and best-fashion-cpu, seeds 0 and 1, each
 # pair averaged: the README's GPU times; about 5 minutes on an H100), and the questions BENCHMARKS.md answered on
 # the held-out images of seeds 0 and 1 (the table's last column): `fashion-long` (best-fashion-cpu at 80 epochs),
@@ -104,6 +107,9 @@ want fashion-wide && section "best-fashion-cpu on a resnet 64-128-256 instead of
   bash -c 'pair best-fashion-64 --preset best-fashion-cpu --model-arg widths=64,128,256'
 want mnist-long && section "best-mnist at 60 epochs instead of 30 (judged on held-out images)" 90 \
   bash -c 'pair best-mnist-60 --preset best-mnist --epochs 60'
+want shift && section "DomainBed's Rotated MNIST, ERM, its defaults, 5,001 steps per test environment" 420 \
+  sh -c "$ML bench --protocol domainbed --datasets rotated-mnist --algorithms erm --hparams 1 --seeds 1 \
+    --single-test-envs --device cuda --jobs 3 --quiet --out gpu-data/domainbed-rotated > $OUT/domainbed-rotated.md"
 want fashion && section "speedrun, Fashion-MNIST 92% (3 runs)" 60 \
   sh -c "$ML speedrun --device cuda --dataset fashion-mnist --target 0.92 --runs 3 --json > $OUT/speedrun-fashion.json"
 want profile && section "where a warm speedrun's second goes (cProfile)" 45 \
@@ -160,5 +166,6 @@ for run in sorted(ens.glob("*/metrics.json")):
     print(f"| ensemble {run.parent.name} ({len(m['members'])} members) | | | {m['train_seconds']:.2f} training (sum) | {m['test_accuracy']:.2%} | | |")
 EOF
 [ -f "$OUT/step_speed.md" ] && cat "$OUT/step_speed.md"
+[ -s "$OUT/domainbed-rotated.md" ] && cat "$OUT/domainbed-rotated.md"
 [ -f "$OUT/profile.txt" ] && head -40 "$OUT/profile.txt"
 echo "total $(($(date +%s) - START))s"

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mnistlab.errors import MnistlabError, PeerFailed
+from mnistlab.errors import InvalidArgument, MnistlabError, PeerFailed
 
 app = typer.Typer(help="mnistlab: the MNIST family of datasets, models, training and evaluation.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -298,15 +298,6 @@ train_cmd.__signature__ = inspect.Signature(
 app.command("train")(train_cmd)
 
 
-def _refuse_across(run_dirs, what: str) -> None:
-    """Runs trained across environments go to evaluate only, for now (one line; see Run.refuse_across_environments)."""
-    from mnistlab.run import Run
-
-    for run_dir in run_dirs or []:
-        if run_dir is not None and (Path(run_dir) / "config.json").exists():
-            Run(run_dir).refuse_across_environments(what)
-
-
 def _say_trained(run, quiet: bool) -> None:
     m = run.metrics
     if not quiet:
@@ -380,7 +371,6 @@ def evaluate_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run 
 def report_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished run folder."),
                data_dir: Optional[Path] = DataDir):
     """Write report.html (self-contained) and report.md into the run folder."""
-    _refuse_across([run_dir], "report")
     from mnistlab.report import build_report
 
     paths = build_report(run_dir, data_dir=data_dir)
@@ -396,7 +386,6 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
                 as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir):
     """Runs side by side, and whether their differences are real: 95% intervals, the exact McNemar test per pair
     (Holm-adjusted when there are several), seeds of one recipe as mean ± std with Welch's test between recipes."""
-    _refuse_across(runs, "compare")
     from mnistlab.evaluate.compare import compare_runs
 
     res = compare_runs(runs, plot, dataset=dataset, split=split, data_dir=data_dir)
@@ -439,18 +428,51 @@ def _print_compare(res: dict) -> None:
 def bench_cmd(suite: str = typer.Option("quick", help="quick, classic, full or speed."),
               datasets: list[str] = typer.Option([], "--datasets", "--dataset", help="Datasets (repeatable; default mnist)."),
               models: list[str] = typer.Option([], "--models", "--model", help="Models (repeatable; default: the suite's)."),
-              seeds: int = typer.Option(1, help="Runs per cell, for the mean and spread."),
+              seeds: Optional[int] = typer.Option(None, help="Runs per cell, for the mean and spread (default 1; "
+                                                  "--protocol domainbed: its trial seeds, default 3)."),
               out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for bench.json/csv/md and the runs."),
               robustness: bool = typer.Option(False, "--robustness", help="Add MNIST-C and PGD columns (mnistlab robustness on each run)."),
               attack_images: int = typer.Option(1000, help="With --robustness: test images attacked per run."),
               ood: bool = typer.Option(False, "--ood", help="Add an OOD column: mnistlab ood's chosen detector's AUROC "
                                        "against the other kind of images (Fashion-MNIST for digits, MNIST for clothes)."),
+              protocol: Optional[str] = typer.Option(None, help="domainbed: DomainBed's protocol on colored-mnist-domainbed "
+                                                     "and rotated-mnist (every test environment, seeds, random search, "
+                                                     "its three model selections and tables)."),
+              algorithms: list[str] = typer.Option([], "--algorithms", "--algorithm",
+                                                   help="--protocol domainbed: erm, irm, vrex, groupdro, coral (default the first four)."),
+              hparams: int = typer.Option(20, help="--protocol domainbed: hyperparameter seeds per cell (0 = DomainBed's defaults)."),
+              steps: int = typer.Option(5001, help="--protocol domainbed: steps per run."),
+              checkpoint_every: int = typer.Option(100, help="--protocol domainbed: steps between evaluations."),
+              single_test_envs: bool = typer.Option(False, "--single-test-envs", help="--protocol domainbed: no runs with "
+                                                    "two test environments (no leave-one-out selection)."),
+              storage: Optional[str] = typer.Option(None, help="--protocol domainbed: Optuna storage URL shared by every "
+                                                    "worker (default: sqlite file in --out)."),
+              study: Optional[str] = typer.Option(None, help="--protocol domainbed: study name (default domainbed)."),
+              jobs: int = typer.Option(1, help="--protocol domainbed: worker processes on this machine."),
+              budget_minutes: Optional[float] = typer.Option(None, "--budget-minutes", help="--protocol domainbed: start "
+                                                             "no run after this long; the tables say what finished."),
+              threads: Optional[int] = typer.Option(None, help="--protocol domainbed: PyTorch threads per worker."),
+              device: Optional[str] = typer.Option(None, help="--protocol domainbed: auto, cpu, cuda or mps."),
               quiet: bool = typer.Option(False, "--quiet", "-q"), data_dir: Optional[Path] = DataDir):
-    """Train and evaluate a grid of models x datasets beside the published results."""
+    """Train and evaluate a grid of models x datasets beside the published results, or run a published protocol."""
+    if protocol is not None:
+        if protocol != "domainbed":
+            raise InvalidArgument(f"unknown protocol {protocol!r}; the one there is: domainbed")
+        from mnistlab.bench.domainbed import markdown, run_protocol
+
+        say = (lambda msg: None) if quiet else (lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True))
+        result = run_protocol(datasets or None, algorithms or None, hparams=hparams, trials=seeds or 3, steps=steps,
+                              checkpoint_every=checkpoint_every, leave_one_out=not single_test_envs,
+                              model=models[0] if models else "domainbed-cnn", out=out_dir, storage=storage, study=study,
+                              jobs=jobs, threads=threads, budget_minutes=budget_minutes, data_dir=data_dir,
+                              extra={"device": device} if device else None, say=say)
+        print(markdown(result))
+        out.print(f"wrote {result['out']}/domainbed.json, domainbed.md")
+        return
     from mnistlab.bench import run_bench
     from mnistlab.bench.leaderboard import markdown
 
-    result = run_bench(suite, datasets or None, models or None, seeds, out_dir, progress=not quiet, data_dir=data_dir,
+    result = run_bench(suite, datasets or None, models or None, seeds or 1, out_dir, progress=not quiet, data_dir=data_dir,
                        robustness=robustness, attack_images=attack_images, ood=ood)
     print(markdown(result["rows"]))
     out.print(f"wrote {result['out']}/bench.json, bench.csv, bench.md")
@@ -465,7 +487,6 @@ def predict_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A train
                 save_preprocessed: Optional[Path] = typer.Option(None, "--save-preprocessed", help="Write each preprocessing step as PNG here.")):
     """Predict the class of each image, brought into MNIST's form first; each answer says whether the image looks
     like what the run was trained on (mnistlab ood RUN: how well that is told)."""
-    _refuse_across([run_dir], "predict")
     from mnistlab.ood import doubt
     from mnistlab.serve.predict import predict_images
 
@@ -491,7 +512,6 @@ def explain_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A train
                 member: Optional[int] = typer.Option(None, help="For an ensemble: explain this member (default: the mean of all)."),
                 as_json: bool = typer.Option(False, "--json", help="Print JSON: input, probabilities, layers, attributions.")):
     """What the net saw, answered, computed layer by layer and looked at, for each picture (needs mnistlab[explain])."""
-    _refuse_across([run_dir], "explain")
     from mnistlab.explain import explain_images
 
     results = explain_images(run_dir, images, out=out_dir, member=member)
@@ -524,7 +544,6 @@ def robustness_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A fi
                    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
                    data_dir: Optional[Path] = DataDir):
     """Accuracy on MNIST-C's 15 corruptions and under FGSM and PGD attacks; writes RUN/robustness.json and robustness.png."""
-    _refuse_across([run_dir], "robustness")
     from mnistlab.robustness import EPSILONS, measure_robustness, source_words
 
     r = measure_robustness(run_dir, attack_images=attack_images, epsilons=eps or EPSILONS, steps=steps, step_size=step_size,
@@ -568,7 +587,6 @@ def ood_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished 
             data_dir: Optional[Path] = DataDir):
     """Is it a digit at all? How well each detector tells the test set from other kinds of images (AUROC, AUPR-in,
     AUPR-out, FPR at 95% TPR, bootstrap intervals), and the detector every answer carries; writes RUN/ood.json and ood.png."""
-    _refuse_across([run_dir], "ood")
     from mnistlab.ood import measure_ood
 
     r = measure_ood(run_dir, against=against, detectors=detector, images=images, seed=seed, out=out_dir, data_dir=data_dir)
@@ -598,7 +616,6 @@ def export_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A traine
                data_dir: Optional[Path] = DataDir):
     """Export a trained net, with a companion JSON (classes, input, outputs, the OOD detector and its threshold);
     checks that the file gives the same probabilities (and scores) as mnistlab."""
-    _refuse_across([run_dir], "export")
     from mnistlab.export import export_run
 
     res = export_run(run_dir, fmt, out_path, data_dir=data_dir, ood=ood)

@@ -58,6 +58,7 @@ class TrainConfig:
     penalty_anneal: int | None = None  # steps at weight 1 before penalty_weight applies (irm, vrex); None: 500
     l2_weight: float = 0.0  # across environments: this times every parameter's squared norm, in the loss (IRM's code)
     holdout_fraction: float = 0.0  # across environments: the share of each environment held out for validation (DomainBed: 0.2)
+    trial_seed: int | None = None  # across environments: the seed of that holdout split (DomainBed's trial_seed); None: seed
     checkpoint_every: int = 100  # across environments: steps between evaluations of every environment and checkpoints
     algorithm_args: dict = field(default_factory=dict)  # convention=paper|domainbed: how the penalty is weighted (training/algorithms.py)
 
@@ -95,6 +96,8 @@ class TrainConfig:
                                   "mix two, so leave them out of --augment")
         check_tta(self.tta)
         need(self.steps is None or (isinstance(self.steps, int) and self.steps >= 1), f"steps must be a whole number >= 1, got {self.steps!r}")
+        need(self.trial_seed is None or (isinstance(self.trial_seed, int) and self.trial_seed >= 0),
+             f"trial seed must be a whole number >= 0, got {self.trial_seed!r}")
         need(0 <= self.holdout_fraction < 1, f"holdout fraction must be in [0, 1), got {self.holdout_fraction!r}")
         need(isinstance(self.checkpoint_every, int) and self.checkpoint_every >= 1,
              f"checkpoint every must be a whole number >= 1 of steps, got {self.checkpoint_every!r}")

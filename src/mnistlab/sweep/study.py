@@ -90,13 +90,8 @@ def open_storage(url: str, heartbeat: int = 10):
 
     optuna = _quiet_optuna()
 
-    given, kwargs = url, {"pool_pre_ping": True}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 120}  # several processes on one file wait for its lock
-    elif url.startswith(("postgresql", "postgres:")):
-        kwargs["connect_args"] = {"connect_timeout": 10}
-        # the driver mnistlab[postgres] installs (psycopg 3), whatever SQLAlchemy's default for the bare scheme
-        url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+    given = url
+    url, kwargs = _engine_args(url)
 
     def make():
         return optuna.storages.RDBStorage(
@@ -123,6 +118,26 @@ def open_storage(url: str, heartbeat: int = 10):
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise SweepError(f"cannot open study storage {safe_url(given)}: {reason}; check the URL and that the "
                          "database server is running and reachable") from None
+
+
+def _engine_args(url: str) -> tuple[str, dict]:
+    """The SQLAlchemy URL and engine arguments mnistlab opens a storage URL with."""
+    kwargs = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 120}  # several processes on one file wait for its lock
+    elif url.startswith(("postgresql", "postgres:")):
+        kwargs["connect_args"] = {"connect_timeout": 10}
+        # the driver mnistlab[postgres] installs (psycopg 3), whatever SQLAlchemy's default for the bare scheme
+        url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+    return url, kwargs
+
+
+@contextlib.contextmanager
+def storage_lock(url: str):
+    """Hold the lock every process opening the storage at `url` takes (see _schema_lock): for work that must be done
+    once per study, such as filling a queue."""
+    with _schema_lock(*_engine_args(url)):
+        yield
 
 
 # One number for "mnistlab is creating Optuna's tables" in PostgreSQL's advisory-lock space
@@ -271,7 +286,7 @@ def _objective(plan: SweepPlan, study, say: Callable[[str], None]):
                 run = train(resume=resume, on_epoch_end=report, data_dir=plan.data_dir)
             else:
                 run = train(plan.model, plan.dataset, out=out, on_epoch_end=report, data_dir=plan.data_dir,
-                            val_split=plan.val_split, seed=plan.seed, threads=plan.threads, evaluate_test=False, **settings)
+                            seed=plan.seed, threads=plan.threads, evaluate_test=False, **_held_out(plan, settings))
         except optuna.TrialPruned as exc:
             say(f"trial {trial.number} pruned: {exc}, below the median of earlier trials")
             raise
@@ -287,6 +302,16 @@ def _objective(plan: SweepPlan, study, say: Callable[[str], None]):
         return acc
 
     return objective
+
+
+def _held_out(plan: SweepPlan, settings: dict) -> dict:
+    """A trial's settings with the images its objective is judged on held out: --val-split training images, or, on
+    a dataset of environments, a fifth of each (DomainBed's training-domain validation) unless the space fixes it."""
+    from mnistlab.data import get_spec
+
+    if get_spec(plan.dataset).environments:
+        return {"holdout_fraction": 0.2, **settings}
+    return {"val_split": plan.val_split, **settings}
 
 
 def work(plan: SweepPlan, worker: int = 0, say: Callable[[str], None] | None = None) -> str:
@@ -391,7 +416,17 @@ def _check_settings(model: str, dataset: str, space: SearchSpace, extra: dict) -
     from mnistlab.training import resolve_config
 
     probe = {p.name: p.choices[0] if p.choices else p.low for p in space.params}
-    cfg = resolve_config({**space.settings(probe), **extra, "model": model, "dataset": dataset, "val_split": 1})
+    spec = get_spec(dataset)
+    if spec.environments:
+        from mnistlab.training.environments import check_environments
+
+        cfg = resolve_config({**space.settings(probe), **extra, "model": model, "dataset": dataset})
+        check_environments(cfg, spec)  # a missing or unknown test environment, in one line
+        if "holdout_fraction" in space.fixed and not space.fixed["holdout_fraction"]:
+            raise InvalidArgument(f"a sweep on {spec.name} judges its trials on a held-out part of each training "
+                                  "environment: holdout_fraction must be > 0 (default 0.2)")
+    else:
+        cfg = resolve_config({**space.settings(probe), **extra, "model": model, "dataset": dataset, "val_split": 1})
     kwargs = dict(cfg.model_args or {})
     if cfg.dropout is not None:
         kwargs["dropout"] = cfg.dropout

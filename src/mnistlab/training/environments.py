@@ -84,7 +84,8 @@ class Environments:
         rows_in, rows_out = [], []
         for e, name in enumerate(ds.environment_names):
             rows = ds.in_environment(name)
-            pos_in, pos_out = holdout(len(rows), cfg.holdout_fraction, cfg.seed, e)
+            trial_seed = cfg.seed if cfg.trial_seed is None else cfg.trial_seed
+            pos_in, pos_out = holdout(len(rows), cfg.holdout_fraction, trial_seed, e)
             rows_in.append(rows[pos_in])
             rows_out.append(rows[pos_out])
         return cls(ds.environment_names, train, test, tuple(rows_in), tuple(rows_out))
@@ -116,8 +117,9 @@ def draw(x, y, rows: np.ndarray, batch_size: int, gen):
 
 
 def evaluate_environments(net, x, y, envs: Environments, batch_size: int, everything: bool) -> dict:
-    """Accuracy of each environment's out part and of the test environments' in part; with `everything`, the
-    training environments' in parts too (the last row)."""
+    """Accuracy of each environment's out part and of the in part of every environment not trained on (the test
+    environment, and one left out for leave-one-environment-out selection); with `everything`, the training
+    environments' in parts too (the last row)."""
     import torch
 
     from mnistlab.training.tensors import evaluate_net
@@ -125,13 +127,20 @@ def evaluate_environments(net, x, y, envs: Environments, batch_size: int, everyt
     out = {}
     for e, name in enumerate(envs.names):
         parts = {"out": envs.rows_out[e]}
-        if everything or e in envs.test:
+        if everything or e not in envs.train:
             parts["in"] = envs.rows_in[e]
         for part, rows in parts.items():
             if len(rows):
                 idx = torch.from_numpy(rows).to(x.device)
                 out.setdefault(name, {})[part] = evaluate_net(net, x[idx], y[idx], batch_size)[1]
     return out
+
+
+def validation_accuracy(accs: dict, envs: Environments) -> float | None:
+    """The mean accuracy of the training environments' held-out parts (None without a holdout): what a sweep's
+    trials are judged and pruned on, DomainBed's training-domain validation."""
+    parts = [accs[envs.names[e]]["out"] for e in envs.train if "out" in accs.get(envs.names[e], {})]
+    return float(np.mean(parts)) if parts and len(parts) == len(envs.train) else None
 
 
 def select(history: list[dict], envs_description: dict) -> dict:
@@ -195,9 +204,9 @@ def train_across(folder, ds, progress: bool = False, on_step=None):
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + v
         seconds += time.perf_counter() - t0
+        accs = evaluate_environments(net, x, y, envs, cfg.eval_batch_size, everything=end == total)
         row = {"step": end, **{k: v / (end - step) for k, v in sums.items()}, "lr": lr_at(end - 1, total, cfg.lr, cfg.schedule),
-               "environments": evaluate_environments(net, x, y, envs, cfg.eval_batch_size, everything=end == total),
-               "seconds": time.perf_counter() - t0}
+               "environments": accs, "val_accuracy": validation_accuracy(accs, envs), "seconds": time.perf_counter() - t0}
         history.append(row)
         step = end
         folder.save_epoch(history, [], {"model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
@@ -225,7 +234,7 @@ def finish_across(folder, net, envs: Environments, history: list[dict], seconds:
     trained = [last[n]["in"] for n in described["train"] if "in" in last.get(n, {})]
     folder.save_weights({k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()})
     cfg = folder.cfg
-    metrics = {"test_accuracy": float(np.mean(test)) if test else None,
+    metrics = {"test_accuracy": float(np.mean(test)) if test else None, "val_accuracy": history[-1].get("val_accuracy"),
                "train_accuracy": float(np.mean(trained)) if trained else None,
                "environments": {n: {**last.get(n, {}), "role": envs.role(e)} for e, n in enumerate(envs.names)},
                "trained_on": described["train"], "tested_on": described["test"], "environment_sizes": described["sizes"],
