@@ -303,3 +303,31 @@ def test_a_trial_run_is_evaluated_on_demand(real_home, tmp_path, monkeypatch, ca
     assert cli(["evaluate", str(trial.path)]) == 0  # predicts the test set now, on request
     assert json.loads((trial.path / "eval.json").read_text())["source"] == "predicted"
     assert cli(["report", str(trial.path)]) == 0 and (trial.path / "report.html").exists()
+
+
+def test_a_sweep_across_environments(real_home, tmp_path, capsys, monkeypatch):
+    """IRM's strength searched on Colored MNIST: trials judged on the training environments' held-out fifth (never
+    the test environment), then the best retrained on whole environments and tested on -90%."""
+    monkeypatch.setenv("MNISTLAB_HOME", str(real_home))
+    space = tmp_path / "space.toml"
+    space.write_text('[fixed]\nalgorithm = "irm"\ntest_environment = "-90%"\nsteps = 20\ncheckpoint_every = 10\n'
+                     'batch_size = 512\npenalty_anneal = 10\nmodel_args = {hidden = 16}\n\n'
+                     '[params.penalty_weight]\nlow = 1.0\nhigh = 10000.0\nlog = true\n')
+    assert cli(["sweep", "--model", "irm-mlp", "--dataset", "colored-mnist", "--space", str(space), "--trials", "3",
+                "--out", str(tmp_path / "sw"), "--quiet"]) == 0
+    s = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert sum(s["states"].values()) == 3 and s["states"].get("complete")
+    trial = Path(s["best"]["run"])
+    rows = [json.loads(line) for line in (trial / "metrics.jsonl").read_text().splitlines()]
+    # the objective is the mean of the training environments' held-out accuracies, reported at each checkpoint
+    assert [r["step"] for r in rows] == [10, 20]
+    for r in rows:
+        assert r["val_accuracy"] == pytest.approx((r["environments"]["+80%"]["out"] + r["environments"]["+90%"]["out"]) / 2)
+    assert json.loads((trial / "config.json").read_text())["holdout_fraction"] == 0.2
+    final = json.loads((Path(s["final"]["run"]) / "config.json").read_text())
+    assert final["holdout_fraction"] == 0.0 and final["penalty_weight"] == s["best"]["params"]["penalty_weight"]
+    assert 0 <= s["final"]["test_accuracy"] <= 1 and s["final"]["steps"] == 20
+    space.write_text(space.read_text().replace("[fixed]\n", "[fixed]\nholdout_fraction = 0.0\n"))
+    assert cli(["sweep", "--model", "irm-mlp", "--dataset", "colored-mnist", "--space", str(space), "--trials", "1",
+                "--out", str(tmp_path / "sw0"), "--quiet"]) != 0
+    assert "holdout_fraction must be > 0" in capsys.readouterr().err

@@ -86,8 +86,9 @@ def write_study_report(plan, study, final_run, why: str) -> dict:
     final = None
     if final_run is not None:
         m = final_run.metrics
-        final = {"run": str(final_run.path), "test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"],
-                 "train_seconds": m["train_seconds"], "epochs": m["epochs"], "trial": best.number}
+        final = {"run": str(final_run.path), "test_accuracy": m["test_accuracy"], "test_loss": m.get("test_loss"),
+                 "train_seconds": m["train_seconds"], "trial": best.number,
+                 **({"steps": m["steps"]} if "steps" in m else {"epochs": m["epochs"]})}
     summary = {"study": plan.study, "storage": safe_url(plan.storage), "model": plan.model, "dataset": plan.dataset,
                "trials_requested": plan.trials, "states": counts, "stopped": why, "val_split": plan.val_split,
                "seed": plan.seed, "space": plan.space.to_dict(),
@@ -113,16 +114,23 @@ def _fmt(v) -> str:
 
 
 def markdown(s: dict) -> str:
+    from mnistlab.data import get_spec
+
     b = s["best"]
+    across = bool(get_spec(s["dataset"]).environments)
+    held = b["settings"].get("holdout_fraction", 0.2)
     lines = [f"# Sweep: {s['model']} on {s['dataset']} (study `{s['study']}`)", "",
              f"Storage `{s['storage']}`; {s['trials_requested']} trials requested; "
              + ", ".join(f"{n} {k}" for k, n in sorted(s["states"].items()))
-             + f". Objective: accuracy on {s['val_split']:,} held-out training images (never the test set).", "",
+             + (f". Objective: accuracy on {s['val_split']:,} held-out training images (never the test set)." if not across
+                else f". Objective: the mean accuracy on the held-out {held:.0%} of each training environment (never "
+                     "the test environment)."), "",
              f"**Best: trial {b['trial']}, validation accuracy {b['val_accuracy']:.4f}**", "",
              "| setting | value |", "| --- | --- |", *(f"| {k} | {_fmt(v)} |" for k, v in b["settings"].items()), ""]
     if s["final"]:
         f = s["final"]
-        lines += [f"Retrained on the whole training set ({f['epochs']} epochs, {f['train_seconds']:.0f} s): "
+        length = f"{f['steps']} steps" if "steps" in f else f"{f['epochs']} epochs"
+        lines += [f"Retrained on the whole training set ({length}, {f['train_seconds']:.0f} s): "
                   f"**test accuracy {f['test_accuracy']:.4f}** (`{f['run']}`).", ""]
     lines += ["![history](history.png)", ""]
     if isinstance(s["importance"], dict):

@@ -31,7 +31,9 @@ from mnistlab.vocabulary import SCHEDULES, Augment
 
 # what a trial may vary, and its type: training settings, then augmentation strengths
 TRAIN_PARAMS = {"lr": float, "batch_size": int, "weight_decay": float, "dropout": float, "label_smoothing": float,
-                "epochs": int, "optimizer": str, "schedule": str}
+                "epochs": int, "optimizer": str, "schedule": str,
+                # across environments (Colored and Rotated MNIST)
+                "steps": int, "penalty_weight": float, "penalty_anneal": int, "l2_weight": float}
 AUGMENT_PARAMS = {name: float for name in Augment.__dataclass_fields__}
 PARAM_TYPES = {**TRAIN_PARAMS, **AUGMENT_PARAMS}
 # bounds a sampled value must respect, whatever the space file says
