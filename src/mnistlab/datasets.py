@@ -50,6 +50,10 @@ class _Family(Dataset):
         self.targets = torch.from_numpy(np.array(ds.labels, dtype=np.int64)) + self._label_offset()
         if not type(self).classes:
             self.classes = list(get_spec(self._name()).classes)
+        self._loaded(ds)
+
+    def _loaded(self, ds) -> None:
+        """What a subclass keeps of the loaded dataset besides its images and labels."""
 
     def _name(self) -> str:
         return self.catalog_name
@@ -159,10 +163,11 @@ class _Environments(_Family):
 
             raise UnknownName(f"environment of {spec.name}", environment, spec.environments)
         self.environment = environment
-        super().__init__(root, **kwargs)
-        ds = load_dataset(self.catalog_name, self._split(), data_dir=self.root)
-        self.environments = torch.from_numpy(np.array(ds.environments, dtype=np.int64))
         self.environment_names = list(spec.environments)
+        super().__init__(root, **kwargs)
+
+    def _loaded(self, ds) -> None:
+        self.environments = torch.from_numpy(np.array(ds.environments, dtype=np.int64))
 
     def _split(self) -> str:
         return self.environment or "train"

@@ -64,6 +64,7 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
     import torch
 
     run = run if isinstance(run, Run) else Run(run)
+    run.refuse_across_environments("export")
     if fmt not in FORMATS:
         raise InvalidArgument(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
     if run.kind != "neural":

@@ -35,6 +35,7 @@ def _fmt(v) -> str:
 def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write report.html and report.md for a finished run; return their paths."""
     run = run if isinstance(run, Run) else Run(run)
+    run.refuse_across_environments("report")
     if not run.complete:
         raise RunError(f"{run.path} did not finish (no metrics.json): resume it with mnistlab train --resume {run.path}")
     out = Path(out_dir) if out_dir else run.path

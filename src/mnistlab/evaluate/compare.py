@@ -30,6 +30,8 @@ def compare_runs(paths: list[str | Path], plot: str | Path | None = None, *, dat
     with `plot`, a PNG of their test accuracy per epoch. `dataset`/`split`: judge every run there instead of on its
     own test set (an MNIST run on QMNIST's test50k)."""
     runs = [Run(p) for p in paths]
+    for r in runs:
+        r.refuse_across_environments("compare")
     judged = [_judge(r, dataset, split, data_dir) for r in runs]
     rows = [_row(r, j) for r, j in zip(runs, judged)]
     result = {"level": stats.LEVEL, "rows": rows, "pairs": _pairs(rows, judged), **_groups(runs, rows)}

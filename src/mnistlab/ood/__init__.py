@@ -178,6 +178,7 @@ def measure_ood(run: Run | str | Path, *, against=None, detectors=None, images: 
     from mnistlab.data import load_dataset
 
     run = run if isinstance(run, Run) else Run(run)
+    run.refuse_across_environments("ood")
     if not run.complete:
         raise RunError(f"{run.path} has not finished training; resume it first: mnistlab train --resume {run.path}")
     if images < 10:

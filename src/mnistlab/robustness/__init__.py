@@ -43,6 +43,7 @@ def measure_robustness(run: Run | str | Path, *, attack_images: int = ATTACK_IMA
     from mnistlab.devices import hardware_name, pick_device
 
     run = run if isinstance(run, Run) else Run(run)
+    run.refuse_across_environments("robustness")
     if not run.complete:
         raise RunError(f"{run.path} has not finished training; resume it first: mnistlab train --resume {run.path}")
     if corruptions not in SOURCES:
