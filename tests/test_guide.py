@@ -102,5 +102,6 @@ def test_the_guide_runs(real_home, tmp_path, monkeypatch):
     assert len(pictures) >= 4  # the samples, class means, augmentation and Fashion-MNIST pictures, shown in the notebook
     # what the guide says the blocks make, they made
     for made in ("mnist-samples.png", "mnist-means.png", "augmented.png", "runs/cnn/report.html", "digits.onnx",
-                 "sweeps/cnn/sweep.md", "runs/fashion-from-mnist/metrics.json", "steps", "runs/cnn/robustness.json"):
+                 "sweeps/cnn/sweep.md", "runs/fashion-from-mnist/metrics.json", "steps", "runs/cnn/robustness.json",
+                 "colored-mnist.png", "runs/irm-colored/metrics.json"):
         assert (tmp_path / made).exists(), made
