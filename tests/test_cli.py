@@ -149,3 +149,12 @@ def test_export_parquet_in_the_hugging_face_layout(real_home, tmp_path):
         img = np.asarray(Image.open(io.BytesIO(rows[i]["image"]["bytes"])))
         np.testing.assert_array_equal(img, test.images[i])
         assert rows[i]["label"] == test.labels[i]
+
+
+def test_bench_plural_options_take_several_values():
+    from mnistlab.cli import spread
+
+    assert spread(["bench", "--datasets", "mnist", "fashion-mnist", "--algorithms", "erm", "irm", "-q"]) == \
+        ["bench", "--datasets", "mnist", "--datasets", "fashion-mnist", "--algorithms", "erm", "--algorithms", "irm", "-q"]
+    assert spread(["train", "--model", "cnn", "extra"]) == ["train", "--model", "cnn", "extra"]  # other commands as given
+    assert spread([]) == []

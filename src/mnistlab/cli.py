@@ -717,10 +717,27 @@ def sweep_cmd(model: str = typer.Option(..., help="A neural model (mnistlab mode
         print(f"test accuracy: {res['final']['test_accuracy']:.4f}")
 
 
+SPREAD = {"bench": {"--datasets", "--models", "--algorithms"}}  # plural options that take several values at once
+
+
+def spread(argv: list[str]) -> list[str]:
+    """`bench --datasets a b` as `bench --datasets a --datasets b`: a plural option of SPREAD takes every value up
+    to the next option (click's options take one value per flag)."""
+    plural_options = SPREAD.get(argv[0], set()) if argv else set()
+    out, plural = [], None
+    for token in argv:
+        if token.startswith("-"):
+            plural = token if token in plural_options else None
+        elif plural is not None and out[-1] != plural:
+            out.append(plural)
+        out.append(token)
+    return out
+
+
 def invoke(argv: list[str] | None = None) -> int:
     """Run the CLI on `argv`; return the exit code instead of raising (for tests and main)."""
     try:
-        rv = app(args=argv, prog_name="mnistlab", standalone_mode=False)
+        rv = app(args=spread(list(sys.argv[1:] if argv is None else argv)), prog_name="mnistlab", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except MnistlabError as exc:
         if not isinstance(exc, PeerFailed):  # under torchrun, the process that failed says why, once
