@@ -648,6 +648,51 @@ def serve_cmd(run_dir: Optional[Path] = typer.Argument(None, metavar="[RUN]", he
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
+@app.command("continual")
+def continual_cmd(benchmark: Optional[str] = typer.Option(None, help="split-mnist, permuted-mnist or rotated-mnist (default split-mnist)."),
+                  scenario: str = typer.Option("class", help="task (task id given), domain or class."),
+                  strategy: str = typer.Option("naive", help="naive, joint, ewc, online-ewc, si, lwf, replay, agem or gdumb."),
+                  preset: Optional[str] = typer.Option(None, help="vandeven-split-mnist or vandeven-permuted-mnist: the "
+                                                       "published net, iterations, batch, lr and strengths."),
+                  dataset: Optional[str] = typer.Option(None, help="The base dataset (default mnist): fashion-mnist, kmnist..."),
+                  tasks: Optional[int] = typer.Option(None, help="Tasks (default 5 for split and rotated, 10 for permuted)."),
+                  class_order: Optional[str] = typer.Option(None, help="split: fixed (0/1, 2/3, ...) or seeded."),
+                  model: Optional[str] = typer.Option(None, help="A neural model of the zoo or FILE.py:NAME (default mlp 2x400)."),
+                  model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VAL for the model (repeatable)."),
+                  iterations: Optional[int] = typer.Option(None, help="Optimiser steps per task (default 2000)."),
+                  batch_size: Optional[int] = typer.Option(None, help="Images per step (default 128)."),
+                  lr: Optional[float] = typer.Option(None, help="Adam's learning rate (default 1e-3)."),
+                  seed: Optional[int] = typer.Option(None, help="Seed of the net, the batches, the classes' order."),
+                  buffer: Optional[int] = typer.Option(None, help="replay, agem, gdumb: images kept."),
+                  strength: Optional[float] = typer.Option(None, help="ewc's lambda, si's c, lwf's weight (default: the preset's or 1)."),
+                  gamma: Optional[float] = typer.Option(None, help="online-ewc's decay (default 1)."),
+                  temperature: Optional[float] = typer.Option(None, help="lwf's temperature (default 2)."),
+                  fisher_samples: Optional[int] = typer.Option(None, help="ewc: images for each task's Fisher (default 1000)."),
+                  threads: Optional[int] = typer.Option(None, help="PyTorch threads."),
+                  device: str = typer.Option("cpu", help="cpu or cuda."),
+                  as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+                  out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/continual-...)."),
+                  quiet: bool = typer.Option(False, "--quiet", "-q"), data_dir: Optional[Path] = DataDir):
+    """Learn a benchmark's tasks one after another; the accuracy matrix, average accuracy, backward and forward transfer."""
+    from mnistlab.continual import run_continual
+
+    given = dict(benchmark=benchmark, scenario=scenario, strategy=strategy, dataset=dataset, tasks=tasks,
+                 class_order=class_order, model=model, model_args=_parse_model_args(model_arg) or None,
+                 iterations=iterations, batch_size=batch_size, lr=lr, seed=seed, buffer=buffer, strength=strength,
+                 gamma=gamma, temperature=temperature, fisher_samples=fisher_samples, threads=threads)
+    r = run_continual(out_dir, preset=preset, data_dir=data_dir, device=device, progress=not quiet and not as_json, **given)
+    if as_json:
+        print(json.dumps({k: r[k] for k in ("benchmark", "scenario", "strategy", "tasks", "seed", "accuracy_matrix",
+                                            "average_accuracy", "backward_transfer", "forward_transfer", "seconds")}))
+        return
+    for i, row in enumerate(r["accuracy_matrix"]):
+        out.print(f"after task {i + 1} ({r['tasks'][i]}): " + " ".join(f"{a:.3f}" for a in row), markup=False, highlight=False)
+    bwt, fwt = r["backward_transfer"], r["forward_transfer"]
+    print(f"average accuracy {r['average_accuracy']:.4f}; backward transfer "
+          f"{'-' if bwt is None else f'{bwt:+.4f}'}; forward transfer {'-' if fwt is None else f'{fwt:+.4f}'} "
+          f"({r['seconds']:.0f} s; {r['run']})")
+
+
 @app.command("speedrun")
 def speedrun_cmd(dataset: str = typer.Option("mnist", help="mnist or fashion-mnist."),
                  target: float = typer.Option(0.99, help="Test accuracy to reach."),

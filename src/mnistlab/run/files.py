@@ -108,6 +108,17 @@ def save_torch(path: Path, obj) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh), hint=RUN_HINT, error=RunError)
 
 
+def load_torch_state(path: Path) -> dict:
+    """A saved state (tensors and plain data), loaded with weights_only=True: never code."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a damaged or foreign file
+        raise RunError(f"{path} is damaged or not a mnistlab checkpoint ({type(exc).__name__}); start the run again "
+                       "in another folder") from None
+
+
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint, loaded with weights_only=True: tensors and plain data only, never code."""
     import torch

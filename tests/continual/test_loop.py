@@ -1,0 +1,91 @@
+"""`mnistlab continual` on the real MNIST, small: the accuracy matrix and its metrics, the class-incremental collapse
+of fine-tuning against replay, the exact resume after kill -9, the JSON, and bad input in one line before any run
+folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mnistlab.cli import invoke as cli
+from mnistlab.continual import run_continual
+from mnistlab.continual.metrics import backward_transfer, forward_transfer
+
+SMALL = dict(iterations=40, batch_size=64, model_args={"hidden": [64]}, threads=1)
+
+
+def test_metrics_by_hand():
+    rows = [[0.9, 0.1, 0.2], [0.5, 0.8, 0.3], [0.4, 0.6, 0.7]]
+    assert backward_transfer(rows) == pytest.approx(((0.4 - 0.9) + (0.6 - 0.8)) / 2)
+    assert forward_transfer(rows, [0.1, 0.05, 0.1]) == pytest.approx(((0.1 - 0.05) + (0.3 - 0.1)) / 2)
+
+
+@pytest.mark.realdata
+def test_split_mnist_class_incremental_naive_forgets_and_replay_remembers(real_home, tmp_path):
+    naive = run_continual(tmp_path / "naive", data_dir=real_home, strategy="naive", **SMALL)
+    replay = run_continual(tmp_path / "replay", data_dir=real_home, strategy="replay", buffer=200, **SMALL)
+    r = np.asarray(naive["accuracy_matrix"])
+    assert r.shape == (5, 5) and naive["tasks"] == ["0/1", "2/3", "4/5", "6/7", "8/9"]
+    assert np.all(np.diag(r) > 0.9)  # each task learnt when trained on
+    assert np.all(r[4, :4] < 0.05)  # and gone after the next: class-incremental fine-tuning answers the last task only
+    assert naive["average_accuracy"] == pytest.approx(r[4].mean()) and naive["backward_transfer"] < -0.85
+    assert replay["average_accuracy"] > naive["average_accuracy"] + 0.3
+    lines = (tmp_path / "naive" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["task"] for line in lines] == [0, 1, 2, 3, 4]
+    again = run_continual(tmp_path / "naive", data_dir=real_home, strategy="naive", **SMALL)  # finished: read back
+    assert again == naive
+
+
+KILL_AFTER_TWO_TASKS = """
+import os, signal, sys
+from mnistlab.run import files
+saved, done = files.append_jsonl, []
+def append_then_die(path, rows):
+    saved(path, rows)
+    if len(rows) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+files.append_jsonl = append_then_die
+from mnistlab.cli import main
+sys.argv = ["mnistlab", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("strategy, extra", [("si", []), ("replay", ["--buffer", "100"]), ("lwf", []),
+                                             ("ewc", ["--fisher-samples", "50", "--strength", "100"]),
+                                             ("gdumb", ["--buffer", "100"]), ("agem", ["--buffer", "100"])])
+def test_killed_run_resumes_to_the_same_end(real_home, tmp_path, strategy, extra):
+    args = ["continual", "--benchmark", "split-mnist", "--scenario", "task", "--strategy", strategy, *extra,
+            "--iterations", "30", "--batch-size", "64", "--model-arg", "hidden=[32]", "--threads", "1", "--json",
+            "--data-dir", str(real_home)]
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_TWO_TASKS, *args, "--out", str(tmp_path / "k")],
+                            capture_output=True, text=True)
+    assert killed.returncode == -9 and len((tmp_path / "k" / "metrics.jsonl").read_text().splitlines()) == 2
+    resumed = subprocess.run([sys.executable, "-m", "mnistlab", *args, "--out", str(tmp_path / "k")],
+                             capture_output=True, text=True)
+    whole = subprocess.run([sys.executable, "-m", "mnistlab", *args, "--out", str(tmp_path / "w")],
+                           capture_output=True, text=True)
+    assert resumed.returncode == 0 and whole.returncode == 0, resumed.stderr + whole.stderr
+    a, b = json.loads(resumed.stdout), json.loads(whole.stdout)
+    assert a["accuracy_matrix"] == b["accuracy_matrix"] and len(a["accuracy_matrix"]) == 5
+    assert set(a) == {"benchmark", "scenario", "strategy", "tasks", "seed", "accuracy_matrix", "average_accuracy",
+                      "backward_transfer", "forward_transfer", "seconds"}
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("args, words", [
+    (["--benchmark", "split-cifar"], "unknown continual benchmark"),
+    (["--strategy", "ewc", "--buffer", "10"], "--buffer is for replay"),
+    (["--strategy", "replay"], "give its size with --buffer"),
+    (["--scenario", "instance"], "unknown scenario"),
+    (["--iterations", "0"], "iterations must be"),
+])
+def test_bad_input_is_one_line_before_any_run_folder(args, words, real_home, tmp_path, capsys):
+    assert cli(["continual", *args, "--out", str(tmp_path / "run"), "--data-dir", str(real_home)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()

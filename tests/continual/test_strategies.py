@@ -1,0 +1,145 @@
+"""Each strategy's piece against a hand computation on a tiny problem: EWC's Fisher (softmax regression's closed
+form) and penalty, online EWC's running Fisher, SI's path integral (plain gradient descent on a quadratic), LwF's
+distillation loss, A-GEM's projection, the reservoir's uniformity and GDumb's class balance."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mnistlab.continual.strategies import SI, ClassBalanced, Reservoir, Settings, agem_project, distillation_loss, fisher_diagonal, make_strategy
+from mnistlab.errors import InvalidArgument
+
+
+def test_fisher_of_softmax_regression_is_p_times_1_minus_p_times_x_squared():
+    # for logits Wx + b: sum_c p_c (d log p_c / d W_kd)^2 = sum_c p_c (1[c=k] - p_k)^2 x_d^2 = p_k (1 - p_k) x_d^2
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 4)
+    x = torch.randn(50, 3)
+    fisher = fisher_diagonal(net, x, torch.ones(4, dtype=torch.bool), batch=16)
+    p = torch.softmax(net(x), 1).detach()
+    expected_w = torch.einsum("nk,nd->kd", p * (1 - p), x ** 2) / 50
+    assert torch.allclose(fisher["weight"], expected_w, atol=1e-6)
+    assert torch.allclose(fisher["bias"], (p * (1 - p)).mean(0), atol=1e-6)
+    # only outputs 0 and 1 compete: the softmax over those two, nothing for the others
+    two = fisher_diagonal(net, x, torch.tensor([True, True, False, False]))
+    q = torch.softmax(net(x)[:, :2], 1).detach()
+    assert torch.allclose(two["weight"][:2], torch.einsum("nk,nd->kd", q * (1 - q), x ** 2) / 50, atol=1e-6)
+    assert two["weight"][2:].abs().max() == 0
+
+
+class _Learner:
+    """What EWC asks of the loop: images of a task, and the outputs that compete."""
+
+    def __init__(self, x):
+        self.x = x
+
+    def images(self, t, rows):
+        return self.x[torch.as_tensor(rows)]
+
+    def active_mask(self, t, seen):
+        return torch.ones(4, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("online", [False, True])
+def test_ewc_penalty_by_hand(online):
+    torch.manual_seed(1)
+    net = torch.nn.Linear(3, 4)
+    x = torch.randn(20, 3)
+    s = make_strategy("online-ewc" if online else "ewc", Settings(strength=10.0, gamma=0.5, fisher_samples=20), seed=0)
+    s.after_task(net, _Learner(x), 0, np.arange(20))
+    f1 = fisher_diagonal(net, x, torch.ones(4, dtype=torch.bool))
+    star1 = {n: p.detach().clone() for n, p in net.named_parameters()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1)
+    s.after_task(net, _Learner(x), 1, np.arange(20))
+    f2 = fisher_diagonal(net, x, torch.ones(4, dtype=torch.bool))
+    star2 = {n: p.detach().clone() for n, p in net.named_parameters()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.2)
+    params = dict(net.named_parameters())
+    if online:  # one Fisher, 0.5 * F1 + F2, anchored at the last task, weighted by gamma again in the penalty
+        expected = 0.5 * 10 * sum((0.5 * (0.5 * f1[n] + f2[n]) * (params[n] - star2[n]) ** 2).sum() for n in params)
+    else:  # a term per task
+        expected = 0.5 * 10 * sum((f1[n] * (params[n] - star1[n]) ** 2).sum() + (f2[n] * (params[n] - star2[n]) ** 2).sum()
+                                  for n in params)
+    assert float(s.penalty(net, None).detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+
+
+def test_si_path_integral_on_a_quadratic_by_hand():
+    # L(theta) = a (theta - b)^2, plain gradient descent with rate lr: g = 2a(theta - b), each step moves by -lr g,
+    # so w = -sum g * delta = sum lr g^2, and omega = w / (Delta^2 + xi) with Delta the whole move
+    a, b, lr, steps, xi = 1.5, 2.0, 0.1, 5, 0.1
+    net = torch.nn.Module()
+    net.theta = torch.nn.Parameter(torch.tensor([0.0]))
+    s = SI(Settings(strength=3.0, damping=xi), seed=0)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    theta, w = 0.0, 0.0
+    for _ in range(steps):
+        loss = a * (net.theta - b).pow(2).sum() + s.penalty(net, None)
+        opt.zero_grad()
+        loss.backward()
+        s.after_backward(net, None)
+        opt.step()
+        s.after_step(net)
+        g = 2 * a * (theta - b)
+        w += lr * g * g
+        theta -= lr * g
+    s.after_task(net, None, 0, None)
+    assert float(net.theta.detach()) == pytest.approx(theta, rel=1e-6)
+    assert float(s.omega["theta"]) == pytest.approx(w / (theta ** 2 + xi), rel=1e-5)
+    # the next task's penalty: c * omega * (theta - theta*)^2, theta* where the task ended
+    with torch.no_grad():
+        net.theta.add_(0.5)
+    assert float(s.penalty(net, None).detach()) == pytest.approx(3.0 * w / (theta ** 2 + xi) * 0.25, rel=1e-5)
+
+
+def test_distillation_loss_by_hand():
+    old, new, t = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([[0.0, 1.0, 0.5]]), 2.0
+    q = [math.exp(v / t) for v in (2.0, 0.0, -1.0)]
+    q = [v / sum(q) for v in q]
+    logz = math.log(sum(math.exp(v / t) for v in (0.0, 1.0, 0.5)))
+    log_p = [v / t - logz for v in (0.0, 1.0, 0.5)]
+    expected = -sum(qi * lp for qi, lp in zip(q, log_p)) * t * t
+    assert float(distillation_loss(new, old, t)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_agem_projection_by_hand():
+    g, ref = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])
+    projected = agem_project(g, ref)  # g - (g.ref / ref.ref) ref = (1, 0) + 0.5 (-1, 1)
+    assert projected.tolist() == [0.5, 0.5] and float(torch.dot(projected, ref)) == 0
+    assert agem_project(torch.tensor([1.0, 2.0]), ref).tolist() == [1.0, 2.0]  # no conflict: unchanged
+
+
+def test_reservoir_keeps_every_item_with_equal_chance():
+    counts = np.zeros(100)
+    for seed in range(2000):
+        r = Reservoir(10, seed)
+        for i in range(100):
+            r.offer(i)
+        assert len(r.items) == 10 and len(set(r.items)) == 10
+        counts[r.items] += 1
+    # each item kept in Binomial(2000, 0.1) runs: mean 200, sd 13.4; and a chi-square test of uniformity
+    assert abs(counts - 200).max() < 5 * 13.42
+    from scipy.stats import chisquare
+
+    assert chisquare(counts).pvalue > 1e-3
+
+
+def test_gdumb_buffer_balances_the_classes():
+    b = ClassBalanced(12, seed=0)
+    stream = [0] * 30 + [1] * 10 + [2] * 5
+    for i, c in enumerate(stream):
+        b.offer(i, c)
+    counts = np.bincount([c for _, c in b.items], minlength=3)
+    assert counts.sum() == 12 and counts.max() - counts.min() <= 1
+
+
+def test_buffers_only_where_a_strategy_keeps_one():
+    with pytest.raises(InvalidArgument, match="--buffer is for replay, agem, gdumb"):
+        make_strategy("ewc", Settings(buffer=100), 0)
+    with pytest.raises(InvalidArgument, match="give its size with --buffer"):
+        make_strategy("replay", Settings(), 0)
