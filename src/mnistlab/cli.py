@@ -437,7 +437,13 @@ def bench_cmd(suite: str = typer.Option("quick", help="quick, classic, full or s
                                        "against the other kind of images (Fashion-MNIST for digits, MNIST for clothes)."),
               protocol: Optional[str] = typer.Option(None, help="domainbed: DomainBed's protocol on colored-mnist-domainbed "
                                                      "and rotated-mnist (every test environment, seeds, random search, "
-                                                     "its three model selections and tables)."),
+                                                     "its three model selections and tables); continual: every strategy "
+                                                     "on Split MNIST (task, class) and Permuted MNIST (domain)."),
+              strategies: list[str] = typer.Option([], "--strategies", "--strategy",
+                                                   help="--protocol continual: the strategies (default all nine)."),
+              buffer: int = typer.Option(500, help="--protocol continual: images kept by replay, agem and gdumb."),
+              iterations: Optional[int] = typer.Option(None, help="--protocol continual: iterations a task (default "
+                                                       "van de Ven's: 2,000 Split, 5,000 Permuted)."),
               algorithms: list[str] = typer.Option([], "--algorithms", "--algorithm",
                                                    help="--protocol domainbed: erm, irm, vrex, groupdro, coral (default the first four)."),
               hparams: int = typer.Option(20, help="--protocol domainbed: hyperparameter seeds per cell (0 = DomainBed's defaults)."),
@@ -455,12 +461,22 @@ def bench_cmd(suite: str = typer.Option("quick", help="quick, classic, full or s
               device: Optional[str] = typer.Option(None, help="--protocol domainbed: auto, cpu, cuda or mps."),
               quiet: bool = typer.Option(False, "--quiet", "-q"), data_dir: Optional[Path] = DataDir):
     """Train and evaluate a grid of models x datasets beside the published results, or run a published protocol."""
+    say = (lambda msg: None) if quiet else (lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True))
+    if protocol == "continual":
+        from mnistlab.bench.continual import markdown as continual_markdown
+        from mnistlab.bench.continual import run_protocol as run_continual_protocol
+
+        result = run_continual_protocol(strategies or None, seeds=seeds or 3, buffer=buffer, iterations=iterations,
+                                        out=out_dir, storage=storage, study=study, jobs=jobs, threads=threads,
+                                        budget_minutes=budget_minutes, data_dir=data_dir, say=say)
+        print(continual_markdown(result))
+        out.print(f"wrote {result['out']}/continual.json, continual.md")
+        return
     if protocol is not None:
         if protocol != "domainbed":
-            raise InvalidArgument(f"unknown protocol {protocol!r}; the one there is: domainbed")
+            raise InvalidArgument(f"unknown protocol {protocol!r}; those there are: domainbed, continual")
         from mnistlab.bench.domainbed import markdown, run_protocol
 
-        say = (lambda msg: None) if quiet else (lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True))
         result = run_protocol(datasets or None, algorithms or None, hparams=hparams, trials=seeds or 3, steps=steps,
                               checkpoint_every=checkpoint_every, leave_one_out=not single_test_envs,
                               model=models[0] if models else "domainbed-cnn", out=out_dir, storage=storage, study=study,
@@ -762,7 +778,7 @@ def sweep_cmd(model: str = typer.Option(..., help="A neural model (mnistlab mode
         print(f"test accuracy: {res['final']['test_accuracy']:.4f}")
 
 
-SPREAD = {"bench": {"--datasets", "--models", "--algorithms"}}  # plural options that take several values at once
+SPREAD = {"bench": {"--datasets", "--models", "--algorithms", "--strategies"}}  # plural options that take several values at once
 
 
 def spread(argv: list[str]) -> list[str]:

@@ -36,6 +36,8 @@ def test_split_mnist_class_incremental_naive_forgets_and_replay_remembers(real_h
     assert replay["average_accuracy"] > naive["average_accuracy"] + 0.3
     lines = (tmp_path / "naive" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["task"] for line in lines] == [0, 1, 2, 3, 4]
+    for png in ("accuracy-matrix.png", "accuracy-per-task.png"):
+        assert (tmp_path / "naive" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = run_continual(tmp_path / "naive", data_dir=real_home, strategy="naive", **SMALL)  # finished: read back
     assert again == naive
 

@@ -16,21 +16,20 @@ storage, so the tables can be written from any machine.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import multiprocessing
 import os
 import shutil
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mnistlab.bench.queue import Queue, collect, open_queue, run_workers
 from mnistlab.bench.selection import SELECTIONS, TITLES, cell_text, tables
-from mnistlab.errors import InvalidArgument, MnistlabError
+from mnistlab.errors import InvalidArgument
 from mnistlab.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
 from mnistlab.training.environments import seed_hash
 
@@ -107,7 +106,7 @@ class Job:
                 f"h{self.hparams_seed}-t{self.trial_seed}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "test_envs": list(self.test_envs)}
+        return {**asdict(self), "test_envs": list(self.test_envs), "key": self.key}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
@@ -196,101 +195,13 @@ def run_job(job: Job, p: Protocol) -> list[dict]:
     return records_of(job, run.history)
 
 
-# ------------------------------------------------------------------------------------- the queue (Optuna)
-
-class _NotQueued(Exception):
-    """A trial Optuna made because the queue was empty when this worker asked (another took the last job)."""
-
-
-def open_queue(p: Protocol):
-    """The protocol's study, every job enqueued once (the first process to get the storage's lock enqueues)."""
-    from mnistlab.sweep.study import SweepError, _quiet_optuna, open_storage, storage_lock
-
-    optuna = _quiet_optuna()
-    storage = open_storage(p.storage, p.heartbeat)
-    study = optuna.create_study(storage=storage, study_name=p.study, direction="maximize", load_if_exists=True)
-    with storage_lock(p.storage):  # not nested in open_storage's own hold of it
-        theirs = study.user_attrs.get("mnistlab-domainbed")
-        if theirs is None:
-            for job in make_jobs(p):
-                study.enqueue_trial({}, user_attrs={"job": job.to_dict()})
-            study.set_user_attr("mnistlab-domainbed", p.identity())
-        elif theirs != p.identity():
-            diff = sorted(k for k in theirs if theirs[k] != p.identity().get(k))
-            raise SweepError(f"study {p.study!r} was made for another protocol (its {', '.join(diff)} differ); use "
-                             "another --study name or the same settings")
-    return study
+def _run(p: Protocol, job: dict) -> list[dict]:
+    """A queued job (bench/queue.py) run: its records."""
+    return run_job(Job.from_dict(job), p)
 
 
-def work(p: Protocol, say: Callable[[str], None]) -> str:
-    """One worker: run waiting jobs until none is left (then wait for other workers' last ones, taking over any
-    whose worker died) or the budget is spent. Returns why it stopped."""
-    from optuna.trial import TrialState
-
-    from mnistlab.sweep.study import _quiet_optuna
-
-    optuna = _quiet_optuna()
-    if p.threads:
-        import torch
-
-        torch.set_num_threads(p.threads)
-    study = open_queue(p)
-    deadline = time.monotonic() + p.budget_minutes * 60 if p.budget_minutes else None
-
-    def objective(trial) -> float:
-        job = trial.user_attrs.get("job")
-        if job is None:
-            raise _NotQueued()
-        job = Job.from_dict(job)
-        trial.set_user_attr("host", socket.gethostname())
-        say(f"{job.key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                      for k, v in hparams(job.algorithm, job.hparams_seed, job.trial_seed).items()))
-        t0 = time.perf_counter()
-        try:
-            recs = run_job(job, p)
-        except MnistlabError as exc:
-            trial.set_user_attr("error", str(exc))
-            say(f"{job.key} failed: {exc}")
-            raise
-        trial.set_user_attr("records", recs)
-        trial.set_user_attr("seconds", time.perf_counter() - t0)
-        say(f"{job.key}: done in {time.perf_counter() - t0:.0f} s")
-        return float(len(recs))
-
-    while True:
-        optuna.storages.fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        if deadline is not None and time.monotonic() >= deadline:
-            return "budget"
-        if any(t.state == TrialState.WAITING for t in trials):
-            study.optimize(objective, n_trials=1, catch=(MnistlabError, _NotQueued))
-        elif any(t.state == TrialState.RUNNING for t in trials):
-            time.sleep(max(1.0, p.heartbeat / 2))
-        else:
-            return "done"
-
-
-def _spawned(p: Protocol, worker: int) -> None:
-    logging.basicConfig(level=logging.INFO, format=f"[worker {worker}] %(message)s")
-    try:
-        work(p, lambda msg: log.info("%s", msg))
-    except KeyboardInterrupt:
-        pass
-
-
-def collect(study) -> tuple[list[dict], dict]:
-    """The records of every finished job (the last finish of each) and the count of jobs per state."""
-    from optuna.trial import TrialState
-
-    done, states = {}, {}
-    for t in study.get_trials(deepcopy=False):
-        if "job" not in t.user_attrs:
-            continue
-        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-        if t.state == TrialState.COMPLETE:
-            done[Job.from_dict(t.user_attrs["job"]).key] = (t.user_attrs["records"], t.user_attrs.get("seconds", 0.0))
-    return [r for recs, _ in done.values() for r in recs], {"states": states, "runs": len(done),
-                                                            "run_seconds": float(sum(s for _, s in done.values()))}
+def queue_of(p: Protocol) -> Queue:
+    return Queue("domainbed", p.identity(), p.storage, p.study, p.heartbeat, p.threads, p.budget_minutes)
 
 
 def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None = None, *, hparams: int = 20,
@@ -331,23 +242,14 @@ def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None
     p = Protocol(tuple(datasets), tuple(algorithms), hparams, trials, steps, checkpoint_every, leave_one_out, model, out,
                  storage or f"sqlite:///{(out / 'study.db').resolve()}", study or "domainbed", jobs, threads,
                  budget_minutes, heartbeat, str(data_dir) if data_dir else None, dict(extra or {}))
-    study_obj = open_queue(p)  # a bad URL or a reused name fails here, before any work
+    jobs_list = [j.to_dict() for j in make_jobs(p)]
+    study = open_queue(queue_of(p), jobs_list)  # a bad URL or a reused name fails here, before any work
     for d in datasets:
         load_dataset(d, "train", data_dir=data_dir)  # generated once, before the workers start
-    say(f"study {p.study!r}: {len(make_jobs(p))} runs ({', '.join(algorithms)} on {', '.join(datasets)}; {hparams} "
+    say(f"study {p.study!r}: {len(jobs_list)} runs ({', '.join(algorithms)} on {', '.join(datasets)}; {hparams} "
         f"hyperparameter seeds x {trials} trial seeds, {steps} steps); runs in {out / 'runs'}")
-    procs = []
-    if jobs > 1:
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_spawned, args=(p, w), daemon=False) for w in range(1, jobs)]
-        for proc in procs:
-            proc.start()
-    try:
-        why = work(p, say)
-    finally:
-        for proc in procs:
-            proc.join()
-    return write_tables(p, study_obj, why)
+    why = run_workers(queue_of(p), jobs_list, functools.partial(_run, p), jobs, say)
+    return write_tables(p, study, why)
 
 
 def write_tables(p: Protocol, study, why: str) -> dict:
@@ -364,11 +266,12 @@ def write_tables(p: Protocol, study, why: str) -> dict:
 
 
 def _machine() -> str:
-    import platform
+    import torch
 
+    from mnistlab.devices import hardware_name
     from mnistlab.run import versions
 
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; " + ", ".join(
+    return f"{hardware_name(torch.device('cpu'))}, {os.cpu_count()} cores; " + ", ".join(
         f"{k} {v}" for k, v in versions().items() if k in ("torch", "numpy"))
 
 

@@ -281,6 +281,12 @@ def _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_af
     result = {"benchmark": cfg.benchmark, "scenario": cfg.scenario, "strategy": cfg.strategy, "dataset": cfg.dataset,
               "tasks": [task.name for task in bench.tasks], "seed": cfg.seed, **summary(rows, baseline),
               "seconds": seconds, "run": str(out)}
+    from mnistlab.continual.plots import curves_figure, matrix_figure
+    from mnistlab.evaluate.plots import to_png
+    from mnistlab.fileio import atomic_write_bytes
+
+    atomic_write_bytes(out / "accuracy-matrix.png", to_png(matrix_figure(result)))
+    atomic_write_bytes(out / "accuracy-per-task.png", to_png(curves_figure(result)))
     atomic_write_json(out / "metrics.json", result)
     return result
 
