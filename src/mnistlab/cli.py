@@ -386,8 +386,23 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
                 as_json: bool = typer.Option(False, "--json"), data_dir: Optional[Path] = DataDir):
     """Runs side by side, and whether their differences are real: 95% intervals, the exact McNemar test per pair
     (Holm-adjusted when there are several), seeds of one recipe as mean ± std with Welch's test between recipes."""
+    from mnistlab.continual.compare import compare_continual, is_continual_run
     from mnistlab.evaluate.compare import compare_runs
 
+    if any(is_continual_run(r) for r in runs):
+        res = compare_continual(runs)
+        if as_json:
+            print(json.dumps(res, indent=2))
+            return
+        for g in res["groups"]:
+            spread = (f" ± {g['std']:.2%} (95% interval {g['interval'][0]:.2%} - {g['interval'][1]:.2%})"
+                      if len(g["seeds"]) > 1 else " (one seed: no interval)")
+            out.print(f"{g['benchmark']} {g['scenario']}-incremental, {g['strategy']}, seeds "
+                      f"{', '.join(map(str, g['seeds']))}: average accuracy {g['mean']:.2%}{spread}", markup=False, highlight=False)
+        for p in res["pairs"]:
+            out.print(f"{', '.join(p['a'])} - {', '.join(p['b'])}: {p['difference']:+.2%}, {p['test']} p {p['p_value']:.3g} "
+                      f"(Holm {p['p_holm']:.3g}): {p['verdict']}", markup=False, highlight=False)
+        return
     res = compare_runs(runs, plot, dataset=dataset, split=split, data_dir=data_dir)
     if as_json:
         print(json.dumps(res, indent=2))

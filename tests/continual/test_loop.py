@@ -91,3 +91,22 @@ def test_bad_input_is_one_line_before_any_run_folder(args, words, real_home, tmp
     assert cli(["continual", *args, "--out", str(tmp_path / "run"), "--data-dir", str(real_home)]) != 0
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.realdata
+def test_compare_pairs_by_seed_where_the_tasks_match(real_home, tmp_path, capsys):
+    small = dict(SMALL, iterations=20, class_order="seeded", data_dir=real_home)
+    for seed in (0, 1):
+        run_continual(tmp_path / f"naive-{seed}", strategy="naive", seed=seed, **small)
+        run_continual(tmp_path / f"replay-{seed}", strategy="replay", buffer=100, seed=seed, **small)
+    for seed in (2, 3):
+        run_continual(tmp_path / f"naive-{seed}", strategy="naive", seed=seed, **small)
+    assert cli(["compare", *(str(tmp_path / n) for n in ("naive-0", "naive-1", "replay-0", "replay-1")), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    (pair,) = res["pairs"]
+    assert pair["test"] == "paired by seed" and pair["seeds"] == [0, 1]
+    naive, replay = res["groups"]
+    assert pair["difference"] == pytest.approx(naive["mean"] - replay["mean"]) and pair["difference"] < 0
+    # seeds 0, 1 against 2, 3: other class orders, nothing to pair: Welch's test
+    assert cli(["compare", *(str(tmp_path / n) for n in ("replay-0", "replay-1", "naive-2", "naive-3")), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pairs"][0]["test"] == "welch"
