@@ -3,7 +3,7 @@ date, is executed top to bottom in a real Jupyter kernel (nbclient), in one work
 MNIST and Fashion-MNIST; every shell and Python block of the guide marked `run` is one of its cells, and the
 pictures the guide makes are the notebook's outputs. Its numbers come from BENCHMARKS.md.
 
-Fences: ```sh run``` (bash), ```sh run ci="ARGS"``` (ARGS appended to each `mnistlab train` or
+Fences: ```sh run``` (bash), ```sh run ci="ARGS"``` (ARGS appended to each `mnistlab train`, `mnistlab continual` or
 `mnistlab sweep` line, so the suite stays fast; the guide says so in its text), ```python run```
 (one namespace for the whole guide: it is a notebook), ```toml file=NAME``` and ```python file=NAME``` (written to
 NAME), and
@@ -90,7 +90,7 @@ def test_the_guide_runs(real_home, tmp_path, monkeypatch):
     for cell in nb.cells:  # the suite's shorter settings, as the guide's text says
         ci = cell.get("metadata", {}).get("mnistlab", {}).get("ci")
         if ci:
-            cell.source = re.sub(r"^(mnistlab (?:train|sweep|robustness)\b.*)$", lambda m: f"{m.group(1)} {ci}", cell.source, flags=re.M)
+            cell.source = re.sub(r"^(mnistlab (?:train|sweep|robustness|continual)\b.*)$", lambda m: f"{m.group(1)} {ci}", cell.source, flags=re.M)
     client = NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     try:
         client.execute()

@@ -439,74 +439,82 @@ def _print_compare(res: dict) -> None:
                   f"(Holm {p['p_holm']:.3g}): {p['verdict']}", markup=False, highlight=False)
 
 
-@app.command("bench")
-def bench_cmd(suite: str = typer.Option("quick", help="quick, classic, full or speed."),
-              datasets: list[str] = typer.Option([], "--datasets", "--dataset", help="Datasets (repeatable; default mnist)."),
-              models: list[str] = typer.Option([], "--models", "--model", help="Models (repeatable; default: the suite's)."),
-              seeds: Optional[int] = typer.Option(None, help="Runs per cell, for the mean and spread (default 1; "
-                                                  "--protocol domainbed: its trial seeds, default 3)."),
-              out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for bench.json/csv/md and the runs."),
-              robustness: bool = typer.Option(False, "--robustness", help="Add MNIST-C and PGD columns (mnistlab robustness on each run)."),
-              attack_images: int = typer.Option(1000, help="With --robustness: test images attacked per run."),
-              ood: bool = typer.Option(False, "--ood", help="Add an OOD column: mnistlab ood's chosen detector's AUROC "
-                                       "against the other kind of images (Fashion-MNIST for digits, MNIST for clothes)."),
-              protocol: Optional[str] = typer.Option(None, help="domainbed: DomainBed's protocol on colored-mnist-domainbed "
-                                                     "and rotated-mnist (every test environment, seeds, random search, "
-                                                     "its three model selections and tables); continual: every strategy "
-                                                     "on Split MNIST (task, class) and Permuted MNIST (domain)."),
-              strategies: list[str] = typer.Option([], "--strategies", "--strategy",
-                                                   help="--protocol continual: the strategies (default all nine)."),
-              buffer: int = typer.Option(500, help="--protocol continual: images kept by replay, agem and gdumb."),
-              iterations: Optional[int] = typer.Option(None, help="--protocol continual: iterations a task (default "
-                                                       "van de Ven's: 2,000 Split, 5,000 Permuted)."),
-              algorithms: list[str] = typer.Option([], "--algorithms", "--algorithm",
-                                                   help="--protocol domainbed: erm, irm, vrex, groupdro, coral (default the first four)."),
-              hparams: int = typer.Option(20, help="--protocol domainbed: hyperparameter seeds per cell (0 = DomainBed's defaults)."),
-              steps: int = typer.Option(5001, help="--protocol domainbed: steps per run."),
-              checkpoint_every: int = typer.Option(100, help="--protocol domainbed: steps between evaluations."),
-              single_test_envs: bool = typer.Option(False, "--single-test-envs", help="--protocol domainbed: no runs with "
-                                                    "two test environments (no leave-one-out selection)."),
-              storage: Optional[str] = typer.Option(None, help="--protocol domainbed: Optuna storage URL shared by every "
-                                                    "worker (default: sqlite file in --out)."),
-              study: Optional[str] = typer.Option(None, help="--protocol domainbed: study name (default domainbed)."),
-              jobs: int = typer.Option(1, help="--protocol domainbed: worker processes on this machine."),
-              budget_minutes: Optional[float] = typer.Option(None, "--budget-minutes", help="--protocol domainbed: start "
-                                                             "no run after this long; the tables say what finished."),
-              threads: Optional[int] = typer.Option(None, help="--protocol domainbed: PyTorch threads per worker."),
-              device: Optional[str] = typer.Option(None, help="--protocol domainbed: auto, cpu, cuda or mps."),
-              quiet: bool = typer.Option(False, "--quiet", "-q"), data_dir: Optional[Path] = DataDir):
-    """Train and evaluate a grid of models x datasets beside the published results, or run a published protocol."""
-    say = (lambda msg: None) if quiet else (lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True))
-    if protocol == "continual":
-        from mnistlab.bench.continual import markdown as continual_markdown
-        from mnistlab.bench.continual import run_protocol as run_continual_protocol
+BENCH_OPTIONS = [  # (name, type, option) of `mnistlab bench`
+    ("suite", str, typer.Option("quick", help="quick, classic, full or speed.")),
+    ("datasets", list[str], typer.Option([], "--datasets", "--dataset", help="Datasets (several, or repeated; default mnist).")),
+    ("models", list[str], typer.Option([], "--models", "--model", help="Models (several, or repeated; default: the suite's).")),
+    ("seeds", Optional[int], typer.Option(None, help="Runs per cell, for the mean and spread (default 1; a protocol's seeds, default 3).")),
+    ("out_dir", Optional[Path], typer.Option(None, "--out", help="Folder for the tables and the runs.")),
+    ("robustness", bool, typer.Option(False, "--robustness", help="Add MNIST-C and PGD columns (mnistlab robustness on each run).")),
+    ("attack_images", int, typer.Option(1000, help="With --robustness: test images attacked per run.")),
+    ("ood", bool, typer.Option(False, "--ood", help="Add an OOD column: mnistlab ood's chosen detector's AUROC against the "
+                                                    "other kind of images (Fashion-MNIST for digits, MNIST for clothes).")),
+    ("protocol", Optional[str], typer.Option(None, help="domainbed: DomainBed's protocol on colored-mnist-domainbed and "
+                                             "rotated-mnist (every test environment, seeds, random search, its three model "
+                                             "selections and tables); continual: every strategy on Split MNIST (task, "
+                                             "class) and Permuted MNIST (domain).")),
+    ("algorithms", list[str], typer.Option([], "--algorithms", "--algorithm",
+                                           help="domainbed: erm, irm, vrex, groupdro, coral (default the first four).")),
+    ("hparams", int, typer.Option(20, help="domainbed: hyperparameter seeds per cell (seed 0: DomainBed's defaults).")),
+    ("steps", int, typer.Option(5001, help="domainbed: steps per run.")),
+    ("checkpoint_every", int, typer.Option(100, help="domainbed: steps between evaluations.")),
+    ("single_test_envs", bool, typer.Option(False, "--single-test-envs", help="domainbed: no runs with two test "
+                                            "environments (no leave-one-out selection).")),
+    ("strategies", list[str], typer.Option([], "--strategies", "--strategy", help="continual: the strategies (default all nine).")),
+    ("buffer", int, typer.Option(500, help="continual: images kept by replay, agem and gdumb.")),
+    ("iterations", Optional[int], typer.Option(None, help="continual: iterations a task (default van de Ven's: 2,000 Split, "
+                                               "5,000 Permuted).")),
+    ("storage", Optional[str], typer.Option(None, help="A protocol's Optuna storage URL, shared by every worker (default: "
+                                            "sqlite file in --out).")),
+    ("study", Optional[str], typer.Option(None, help="A protocol's study name (default: the protocol's).")),
+    ("jobs", int, typer.Option(1, help="A protocol's worker processes on this machine.")),
+    ("budget_minutes", Optional[float], typer.Option(None, "--budget-minutes", help="A protocol: start no run after this "
+                                                     "long; the tables say what finished.")),
+    ("threads", Optional[int], typer.Option(None, help="A protocol: PyTorch threads per worker.")),
+    ("device", Optional[str], typer.Option(None, help="domainbed: auto, cpu, cuda or mps.")),
+    ("quiet", bool, typer.Option(False, "--quiet", "-q")),
+    ("data_dir", Optional[Path], DataDir),
+]
 
-        result = run_continual_protocol(strategies or None, seeds=seeds or 3, buffer=buffer, iterations=iterations,
-                                        out=out_dir, storage=storage, study=study, jobs=jobs, threads=threads,
-                                        budget_minutes=budget_minutes, data_dir=data_dir, say=say)
-        print(continual_markdown(result))
+
+def bench_cmd(**o):
+    """Train and evaluate a grid of models x datasets beside the published results, or run a published protocol
+    (--protocol domainbed | continual)."""
+    say = (lambda msg: None) if o["quiet"] else (lambda msg: err.print(msg, markup=False, highlight=False, soft_wrap=True))
+    if o["protocol"] == "continual":
+        from mnistlab.bench.continual import markdown, run_protocol
+
+        result = run_protocol(o["strategies"] or None, seeds=o["seeds"] or 3, buffer=o["buffer"], iterations=o["iterations"],
+                              out=o["out_dir"], storage=o["storage"], study=o["study"], jobs=o["jobs"], threads=o["threads"],
+                              budget_minutes=o["budget_minutes"], data_dir=o["data_dir"], say=say)
+        print(markdown(result))
         out.print(f"wrote {result['out']}/continual.json, continual.md")
-        return
-    if protocol is not None:
-        if protocol != "domainbed":
-            raise InvalidArgument(f"unknown protocol {protocol!r}; those there are: domainbed, continual")
+    elif o["protocol"] == "domainbed":
         from mnistlab.bench.domainbed import markdown, run_protocol
 
-        result = run_protocol(datasets or None, algorithms or None, hparams=hparams, trials=seeds or 3, steps=steps,
-                              checkpoint_every=checkpoint_every, leave_one_out=not single_test_envs,
-                              model=models[0] if models else "domainbed-cnn", out=out_dir, storage=storage, study=study,
-                              jobs=jobs, threads=threads, budget_minutes=budget_minutes, data_dir=data_dir,
-                              extra={"device": device} if device else None, say=say)
+        result = run_protocol(o["datasets"] or None, o["algorithms"] or None, hparams=o["hparams"], trials=o["seeds"] or 3,
+                              steps=o["steps"], checkpoint_every=o["checkpoint_every"], leave_one_out=not o["single_test_envs"],
+                              model=o["models"][0] if o["models"] else "domainbed-cnn", out=o["out_dir"], storage=o["storage"],
+                              study=o["study"], jobs=o["jobs"], threads=o["threads"], budget_minutes=o["budget_minutes"],
+                              data_dir=o["data_dir"], extra={"device": o["device"]} if o["device"] else None, say=say)
         print(markdown(result))
         out.print(f"wrote {result['out']}/domainbed.json, domainbed.md")
-        return
-    from mnistlab.bench import run_bench
-    from mnistlab.bench.leaderboard import markdown
+    elif o["protocol"] is not None:
+        raise InvalidArgument(f"unknown protocol {o['protocol']!r}; those there are: domainbed, continual")
+    else:
+        from mnistlab.bench import run_bench
+        from mnistlab.bench.leaderboard import markdown
 
-    result = run_bench(suite, datasets or None, models or None, seeds or 1, out_dir, progress=not quiet, data_dir=data_dir,
-                       robustness=robustness, attack_images=attack_images, ood=ood)
-    print(markdown(result["rows"]))
-    out.print(f"wrote {result['out']}/bench.json, bench.csv, bench.md")
+        result = run_bench(o["suite"], o["datasets"] or None, o["models"] or None, o["seeds"] or 1, o["out_dir"],
+                           progress=not o["quiet"], data_dir=o["data_dir"], robustness=o["robustness"],
+                           attack_images=o["attack_images"], ood=o["ood"])
+        print(markdown(result["rows"]))
+        out.print(f"wrote {result['out']}/bench.json, bench.csv, bench.md")
+
+
+bench_cmd.__signature__ = inspect.Signature([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
+                                                               default=default) for name, kind, default in BENCH_OPTIONS])
+app.command("bench")(bench_cmd)
 
 
 @app.command("predict")

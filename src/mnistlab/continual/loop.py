@@ -253,18 +253,7 @@ def _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_af
         log.info("resuming %s after task %d", out, start)
     for t in range(start, len(bench.tasks)):
         t0 = time.perf_counter()
-        learner.seen = t + 1
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + t)
-        rows_t = np.arange(len(learner.y_train[t]))
-        if getattr(strategy, "retrains", False):  # GDumb: the task's images only fill the buffer
-            strategy.after_task(net, learner, t, rows_t)
-            net = _new_net(cfg, bench.outputs, device, cfg.seed + t + 1)
-            loss = _train_steps(net, learner, strategy, [t], t, cfg, gen,
-                                draw=lambda g: learner.gather(strategy.sample(cfg.batch_size)))
-        else:
-            tasks = strategy.tasks_to_draw(t) if hasattr(strategy, "tasks_to_draw") else [t]
-            loss = _train_steps(net, learner, strategy, tasks, t, cfg, gen)
-            strategy.after_task(net, learner, t, rows_t)
+        net, loss = _learn_task(net, learner, strategy, cfg, t)
         seconds += time.perf_counter() - t0
         rows.append(learner.row(net, t + 1))
         history.append({"task": t, "name": bench.tasks[t].name, "loss": loss, "accuracy": rows[-1],
@@ -278,6 +267,28 @@ def _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_af
                         bench.tasks[t].name, history[-1]["average_accuracy"])
         if stop_after is not None and t + 1 >= stop_after and t + 1 < len(bench.tasks):
             return {"stopped_after": t + 1}
+    return _finish(out, cfg, bench, rows, baseline, seconds)
+
+
+def _learn_task(net, learner: Learner, strategy, cfg: ContinualConfig, t: int):
+    """Task t learnt: (the net to evaluate, the mean loss of its steps)."""
+    learner.seen = t + 1
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + t)
+    rows_t = np.arange(len(learner.y_train[t]))
+    if getattr(strategy, "retrains", False):  # GDumb: the task's images only fill the buffer
+        strategy.after_task(net, learner, t, rows_t)
+        net = _new_net(cfg, learner.bench.outputs, learner.device, cfg.seed + t + 1)
+        loss = _train_steps(net, learner, strategy, [t], t, cfg, gen,
+                            draw=lambda g: learner.gather(strategy.sample(cfg.batch_size)))
+        return net, loss
+    tasks = strategy.tasks_to_draw(t) if hasattr(strategy, "tasks_to_draw") else [t]
+    loss = _train_steps(net, learner, strategy, tasks, t, cfg, gen)
+    strategy.after_task(net, learner, t, rows_t)
+    return net, loss
+
+
+def _finish(out: Path, cfg: ContinualConfig, bench: Benchmark, rows, baseline, seconds: float) -> dict:
+    """metrics.json and the two pictures."""
     result = {"benchmark": cfg.benchmark, "scenario": cfg.scenario, "strategy": cfg.strategy, "dataset": cfg.dataset,
               "tasks": [task.name for task in bench.tasks], "seed": cfg.seed, **summary(rows, baseline),
               "seconds": seconds, "run": str(out)}
