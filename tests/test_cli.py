@@ -158,3 +158,5 @@ def test_bench_plural_options_take_several_values():
         ["bench", "--datasets", "mnist", "--datasets", "fashion-mnist", "--algorithms", "erm", "--algorithms", "irm", "-q"]
     assert spread(["train", "--model", "cnn", "extra"]) == ["train", "--model", "cnn", "extra"]  # other commands as given
     assert spread([]) == []
+    assert spread(["bench", "--test-environments", "+90%", "-90%", "-q"]) == \
+        ["bench", "--test-environments", "+90%", "--test-environments", "-90%", "-q"]  # -90% is a value

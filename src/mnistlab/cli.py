@@ -458,6 +458,8 @@ BENCH_OPTIONS = [  # (name, type, option) of `mnistlab bench`
     ("hparams", int, typer.Option(20, help="domainbed: hyperparameter seeds per cell (seed 0: DomainBed's defaults).")),
     ("steps", int, typer.Option(5001, help="domainbed: steps per run.")),
     ("checkpoint_every", int, typer.Option(100, help="domainbed: steps between evaluations.")),
+    ("test_environments", list[str], typer.Option([], "--test-environments", "--test-environment",
+                                                   help="domainbed: only these test environments' cells (default every one).")),
     ("single_test_envs", bool, typer.Option(False, "--single-test-envs", help="domainbed: no runs with two test "
                                             "environments (no leave-one-out selection).")),
     ("strategies", list[str], typer.Option([], "--strategies", "--strategy", help="continual: the strategies (default all nine).")),
@@ -496,7 +498,8 @@ def bench_cmd(**o):
                               steps=o["steps"], checkpoint_every=o["checkpoint_every"], leave_one_out=not o["single_test_envs"],
                               model=o["models"][0] if o["models"] else "domainbed-cnn", out=o["out_dir"], storage=o["storage"],
                               study=o["study"], jobs=o["jobs"], threads=o["threads"], budget_minutes=o["budget_minutes"],
-                              data_dir=o["data_dir"], extra={"device": o["device"]} if o["device"] else None, say=say)
+                              data_dir=o["data_dir"], extra={"device": o["device"]} if o["device"] else None,
+                              test_environments=o["test_environments"] or None, say=say)
         print(markdown(result))
         out.print(f"wrote {result['out']}/domainbed.json, domainbed.md")
     elif o["protocol"] is not None:
@@ -801,7 +804,8 @@ def sweep_cmd(model: str = typer.Option(..., help="A neural model (mnistlab mode
         print(f"test accuracy: {res['final']['test_accuracy']:.4f}")
 
 
-SPREAD = {"bench": {"--datasets", "--models", "--algorithms", "--strategies"}}  # plural options that take several values at once
+# plural options that take several values at once
+SPREAD = {"bench": {"--datasets", "--models", "--algorithms", "--strategies", "--test-environments"}}
 
 
 def spread(argv: list[str]) -> list[str]:
@@ -810,7 +814,7 @@ def spread(argv: list[str]) -> list[str]:
     plural_options = SPREAD.get(argv[0], set()) if argv else set()
     out, plural = [], None
     for token in argv:
-        if token.startswith("-"):
+        if token.startswith("-") and not token[1:2].isdigit():  # an option, not a value such as -90%
             plural = token if token in plural_options else None
         elif plural is not None and out[-1] != plural:
             out.append(plural)

@@ -99,3 +99,14 @@ def test_a_small_protocol_end_to_end_with_two_workers(real_home, tmp_path):
                            "--data-dir", str(real_home), "-q"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "| ERM |" in proc.stdout and (tmp_path / "cli" / "domainbed.json").exists()
+
+
+def test_only_some_test_environments():
+    p = Protocol(("colored-mnist-domainbed",), ("erm",), hparams=1, trials=1, test_environments=("-90%",))
+    # -90% alone, and the two pairs that hold it out with another (its leave-one-out)
+    assert [j.test_envs for j in make_jobs(p)] == [(0, 2), (1, 2), (2,)]
+    single = Protocol(("colored-mnist-domainbed",), ("erm",), hparams=1, trials=1, leave_one_out=False,
+                      test_environments=("-90%",))
+    assert [j.test_envs for j in make_jobs(single)] == [(2,)]
+    with pytest.raises(UnknownName, match="environment"):
+        run_protocol(["colored-mnist-domainbed"], test_environments=["-95%"])

@@ -132,11 +132,13 @@ class Protocol:
     heartbeat: int = 10
     data_dir: str | None = None
     extra: dict = field(default_factory=dict)  # settings for every run (device)
+    test_environments: tuple[str, ...] | None = None  # only these test environments' cells (None: every one)
 
     def identity(self) -> dict:
         """What the study is for; a study name used again must mean the same protocol."""
         return json.loads(json.dumps({k: getattr(self, k) for k in ("datasets", "algorithms", "hparams", "trials", "steps",
-                                                                      "checkpoint_every", "leave_one_out", "model")}))
+                                                                      "checkpoint_every", "leave_one_out", "model",
+                                                                      "test_environments")}))
 
 
 def environments_of(dataset: str) -> tuple[str, ...]:
@@ -153,10 +155,13 @@ def make_jobs(p: Protocol) -> list[Job]:
         for dataset in p.datasets:
             n = len(environments_of(dataset))
             for algorithm in p.algorithms:
+                chosen = {i for i, name in enumerate(environments_of(dataset))
+                          if p.test_environments is None or name in p.test_environments}
                 for i in range(n):
                     held = [(i,)] + ([(i, j) for j in range(i + 1, n)] if p.leave_one_out else [])
                     for test_envs in held:
-                        out.extend(Job(dataset, algorithm, test_envs, h, trial) for h in range(p.hparams))
+                        if chosen & set(test_envs if len(test_envs) == 2 else test_envs[:1]):
+                            out.extend(Job(dataset, algorithm, test_envs, h, trial) for h in range(p.hparams))
     return out
 
 
@@ -209,8 +214,9 @@ def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None
                  leave_one_out: bool = True, model: str = "domainbed-cnn", out: str | Path | None = None,
                  storage: str | None = None, study: str | None = None, jobs: int = 1, threads: int | None = None,
                  budget_minutes: float | None = None, heartbeat: int = 10, data_dir=None, extra: dict | None = None,
-                 say: Callable[[str], None] | None = None) -> dict:
+                 test_environments: list[str] | None = None, say: Callable[[str], None] | None = None) -> dict:
     """Run (or join) the protocol and write its tables into `out` (domainbed.json, domainbed.md). Returns the result.
+    `test_environments`: only those cells (with leave-one-out, the pairs that hold one of them out), the others X.
 
     >>> mnistlab.bench.domainbed.run_protocol(["colored-mnist-domainbed"], ["erm", "irm"], hparams=2, trials=1)
     """
@@ -236,12 +242,19 @@ def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None
         raise InvalidArgument("leave-one-out needs three environments or more; pass --single-test-envs")
     if budget_minutes is not None and budget_minutes <= 0:
         raise InvalidArgument(f"budget must be > 0 minutes, got {budget_minutes!r}")
+    known = sorted({n for d in datasets for n in environments_of(d)})
+    for name in test_environments or []:
+        if name not in known:
+            from mnistlab.errors import UnknownName
+
+            raise UnknownName(f"environment of {' or '.join(datasets)}", name, tuple(known))
     model = get_model_info(model).name
     out = Path(out) if out else Path("bench-domainbed")
     ensure_dir(out / "runs", "pass --out to a writable folder")
     p = Protocol(tuple(datasets), tuple(algorithms), hparams, trials, steps, checkpoint_every, leave_one_out, model, out,
                  storage or f"sqlite:///{(out / 'study.db').resolve()}", study or "domainbed", jobs, threads,
-                 budget_minutes, heartbeat, str(data_dir) if data_dir else None, dict(extra or {}))
+                 budget_minutes, heartbeat, str(data_dir) if data_dir else None, dict(extra or {}),
+                 tuple(test_environments) if test_environments else None)
     jobs_list = [j.to_dict() for j in make_jobs(p)]
     study = open_queue(queue_of(p), jobs_list)  # a bad URL or a reused name fails here, before any work
     for d in datasets:
