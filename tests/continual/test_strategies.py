@@ -143,3 +143,22 @@ def test_buffers_only_where_a_strategy_keeps_one():
         make_strategy("ewc", Settings(buffer=100), 0)
     with pytest.raises(InvalidArgument, match="give its size with --buffer"):
         make_strategy("replay", Settings(), 0)
+
+
+def test_lwf_weighs_the_task_1_over_t_and_the_old_tasks_the_rest():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 4)
+    s = make_strategy("lwf", Settings(temperature=2.0), seed=0)
+
+    class Seen:
+        def active_mask(self, t, seen):
+            return torch.tensor([True, True, False, False])
+
+    s.after_task(net, Seen(), 0, None)  # the copy, answering for outputs 0 and 1
+    with torch.no_grad():
+        net.weight.add_(0.3)
+    x = torch.randn(5, 3)
+    s.batch(x, torch.zeros(5, dtype=torch.long), 2, None)  # the third task
+    expected = (1 - 1 / 3) * distillation_loss(net(x)[:, :2], s.old(x)[:, :2], 2.0)
+    assert float(s.penalty(net, x).detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    assert s.current_weight(2) == pytest.approx(1 / 3) and make_strategy("naive", Settings(), 0).current_weight(2) == 1

@@ -185,7 +185,7 @@ def _train_steps(net, learner: Learner, strategy, tasks: list[int], t: int, cfg:
             x, y, ids = strategy.batch(x, y, t, learner)
         loss = learner.loss(net, x, y, ids)
         if draw is None:
-            loss = loss + strategy.penalty(net, current)
+            loss = strategy.current_weight(t) * loss + strategy.penalty(net, current)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if draw is None:

@@ -13,7 +13,8 @@
     online-ewc   one running Fisher, F <- gamma F + F_new, and one anchor (Schwarz et al. 2018)
     si           + c sum omega (theta - theta*)^2, omega from each parameter's path integral (Zenke et al. 2017)
     lwf          + T^2 x cross-entropy between the previous net's and this net's softened outputs on the task's
-                 images, over the previous tasks' outputs (Li & Hoiem 2016; van de Ven's form)
+                 images, over the previous tasks' outputs; in task t the task's own loss weighs 1/t and this 1 - 1/t
+                 (Li & Hoiem 2016; van de Ven's form)
     replay       experience replay: a reservoir buffer of N images (Vitter's algorithm R), a sample of it with every
                  batch (Chaudhry et al. 2019, "tiny episodic memories")
     agem         the gradient projected so that the loss on a buffer sample does not rise (Chaudhry et al. 2019)
@@ -153,6 +154,10 @@ class Strategy:
     def penalty(self, net, x) -> torch.Tensor | float:
         return 0.0
 
+    def current_weight(self, t: int) -> float:
+        """The weight of the current task's own loss in task t (LwF gives the earlier tasks the rest)."""
+        return 1.0
+
     def after_backward(self, net, learner) -> None:
         pass
 
@@ -280,7 +285,9 @@ class SI(Strategy):
 
 class LwF(Strategy):
     """After the first task, a frozen copy of the net; each batch's loss gains the distillation term between the copy's
-    and the net's outputs for the tasks already learnt (their active outputs), on the current images."""
+    and the net's outputs for the tasks already learnt (their active outputs), on the current images. As van de Ven's
+    code weighs them, in task t (counting from 1) the current loss counts 1/t and the distillation 1 - 1/t (times
+    `strength`)."""
 
     name = "lwf"
 
@@ -288,13 +295,22 @@ class LwF(Strategy):
         super().__init__(settings, seed)
         self.old = None
         self.old_active = None
+        self.task = 0
+
+    def batch(self, x, y, t, learner):
+        self.task = t
+        return super().batch(x, y, t, learner)
+
+    def current_weight(self, t):
+        return 1.0 / (t + 1)
 
     def penalty(self, net, x):
         if self.old is None:
             return 0.0
         with torch.no_grad():
             target = self.old(x)[:, self.old_active]
-        return self.settings.strength * distillation_loss(net(x)[:, self.old_active], target, self.settings.temperature)
+        weight = self.settings.strength * (1 - 1 / (self.task + 1))
+        return weight * distillation_loss(net(x)[:, self.old_active], target, self.settings.temperature)
 
     def after_task(self, net, learner, t, rows):
         self.old = copy.deepcopy(net).eval()
