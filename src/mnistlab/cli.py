@@ -371,9 +371,11 @@ def evaluate_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A run 
 def report_cmd(run_dir: Path = typer.Argument(..., metavar="RUN", help="A finished run folder."),
                data_dir: Optional[Path] = DataDir):
     """Write report.html (self-contained) and report.md into the run folder."""
+    from mnistlab.continual.compare import is_continual_run
+    from mnistlab.continual.report import build_continual_report
     from mnistlab.report import build_report
 
-    paths = build_report(run_dir, data_dir=data_dir)
+    paths = build_continual_report(run_dir) if is_continual_run(run_dir) else build_report(run_dir, data_dir=data_dir)
     out.print(f"report: {paths['html'].resolve()}")
     out.print(f"markdown: {paths['md'].resolve()}")
 

@@ -38,6 +38,10 @@ def test_split_mnist_class_incremental_naive_forgets_and_replay_remembers(real_h
     assert [json.loads(line)["task"] for line in lines] == [0, 1, 2, 3, 4]
     for png in ("accuracy-matrix.png", "accuracy-per-task.png"):
         assert (tmp_path / "naive" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli(["report", str(tmp_path / "replay")]) == 0
+    page = (tmp_path / "replay" / "report.html").read_text()
+    assert "The accuracy matrix" in page and "data:image/png;base64" in page and f"{replay['average_accuracy']:.4f}" in page
+    assert (tmp_path / "replay" / "report_files" / "matrix.png").exists()
     again = run_continual(tmp_path / "naive", data_dir=real_home, strategy="naive", **SMALL)  # finished: read back
     assert again == naive
 
