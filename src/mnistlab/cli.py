@@ -451,6 +451,8 @@ BENCH_OPTIONS = [  # (name, type, option) of `mnistlab bench`
     ("attack_images", int, typer.Option(1000, help="With --robustness: test images attacked per run.")),
     ("ood", bool, typer.Option(False, "--ood", help="Add an OOD column: mnistlab ood's chosen detector's AUROC against the "
                                                     "other kind of images (Fashion-MNIST for digits, MNIST for clothes).")),
+    ("train_sizes", list[int], typer.Option([], "--train-sizes", help="Learning curves: train every model on balanced, "
+                                            "seeded, nested subsets of these sizes (e.g. 100 300 1000 60000).")),
     ("protocol", Optional[str], typer.Option(None, help="domainbed: DomainBed's protocol on colored-mnist-domainbed and "
                                              "rotated-mnist (every test environment, seeds, random search, its three model "
                                              "selections and tables); continual: every strategy on Split MNIST (task, "
@@ -506,6 +508,13 @@ def bench_cmd(**o):
         out.print(f"wrote {result['out']}/domainbed.json, domainbed.md")
     elif o["protocol"] is not None:
         raise InvalidArgument(f"unknown protocol {o['protocol']!r}; those there are: domainbed, continual")
+    elif o["train_sizes"]:
+        from mnistlab.bench.curves import markdown, run_curves
+
+        result = run_curves(o["train_sizes"], o["datasets"] or None, o["models"] or None, o["seeds"] or 1, o["out_dir"],
+                            data_dir=o["data_dir"])
+        print(markdown(result))
+        out.print(f"wrote {result['out']}/curves.json, curves.md, curves.png")
     else:
         from mnistlab.bench import run_bench
         from mnistlab.bench.leaderboard import markdown
@@ -807,7 +816,7 @@ def sweep_cmd(model: str = typer.Option(..., help="A neural model (mnistlab mode
 
 
 # plural options that take several values at once
-SPREAD = {"bench": {"--datasets", "--models", "--algorithms", "--strategies", "--test-environments"}}
+SPREAD = {"bench": {"--datasets", "--models", "--algorithms", "--strategies", "--test-environments", "--train-sizes"}}
 
 
 def spread(argv: list[str]) -> list[str]:
