@@ -53,14 +53,21 @@ class TrainConfig:
     algorithm: str | None = None  # erm | irm | vrex | groupdro | coral: training across a dataset's environments (None: erm there)
     test_environment: str | None = None  # the environment held out for testing (colored-mnist: -90%); `mnistlab data info NAME`
     train_environments: list | None = None  # the environments trained on; None: every one but the test environment
-    steps: int | None = None  # across environments: optimiser steps (IRM's code 501, DomainBed 5,001), one batch per environment each
+    steps: int | None = None  # across environments (IRM's code 501, DomainBed 5,001) and from few labels (5,000): optimiser steps
     penalty_weight: float | None = None  # the algorithm's strength: IRM's, V-REx's lambda, CORAL's gamma, GroupDRO's eta; None: DomainBed's default
     penalty_anneal: int | None = None  # steps at weight 1 before penalty_weight applies (irm, vrex); None: 500
     l2_weight: float = 0.0  # across environments: this times every parameter's squared norm, in the loss (IRM's code)
     holdout_fraction: float = 0.0  # across environments: the share of each environment held out for validation (DomainBed: 0.2)
     trial_seed: int | None = None  # across environments: the seed of that holdout split (DomainBed's trial_seed); None: seed
-    checkpoint_every: int = 100  # across environments: steps between evaluations of every environment and checkpoints
+    checkpoint_every: int = 100  # across environments and from few labels: steps between evaluations and checkpoints
     algorithm_args: dict = field(default_factory=dict)  # convention=paper|domainbed: how the penalty is weighted (training/algorithms.py)
+    labels: int | None = None  # few labels: this many labelled training images (balanced per class, seeded); the rest unlabelled
+    semi: str | None = None  # with --labels: fixmatch | mean-teacher | pseudo-label, how the unlabelled images teach (None: the labelled alone)
+    unlabelled_ratio: int = 7  # with --semi: unlabelled images per labelled one in a step (FixMatch's mu)
+    threshold: float = 0.95  # fixmatch, pseudo-label: the confidence a pseudo-label needs
+    unlabelled_weight: float | None = None  # with --semi: the unlabelled loss's weight (None: fixmatch 1, pseudo-label 3, mean-teacher 10)
+    rampup: int | None = None  # with --semi: steps over which that weight ramps up (None: fixmatch 0, others 40% of the steps)
+    teacher_decay: float = 0.99  # mean-teacher: the teacher's moving-average decay
 
     def validate(self) -> "TrainConfig":
         from mnistlab.tta import check_tta  # imported here: reading a run's config needs no torch
@@ -96,6 +103,13 @@ class TrainConfig:
                                   "mix two, so leave them out of --augment")
         check_tta(self.tta)
         need(self.steps is None or (isinstance(self.steps, int) and self.steps >= 1), f"steps must be a whole number >= 1, got {self.steps!r}")
+        need(self.labels is None or (isinstance(self.labels, int) and self.labels >= 1), f"labels must be a whole number >= 1, got {self.labels!r}")
+        need(isinstance(self.unlabelled_ratio, int) and self.unlabelled_ratio >= 1,
+             f"unlabelled ratio must be a whole number >= 1, got {self.unlabelled_ratio!r}")
+        need(0 < self.threshold <= 1, f"threshold must be in (0, 1], got {self.threshold!r}")
+        need(self.unlabelled_weight is None or self.unlabelled_weight >= 0, f"unlabelled weight must be >= 0, got {self.unlabelled_weight!r}")
+        need(self.rampup is None or self.rampup >= 0, f"rampup must be >= 0 steps, got {self.rampup!r}")
+        need(0 <= self.teacher_decay < 1, f"teacher decay must be in [0, 1), got {self.teacher_decay!r}")
         need(self.trial_seed is None or (isinstance(self.trial_seed, int) and self.trial_seed >= 0),
              f"trial seed must be a whole number >= 0, got {self.trial_seed!r}")
         need(0 <= self.holdout_fraction < 1, f"holdout fraction must be in [0, 1), got {self.holdout_fraction!r}")

@@ -81,6 +81,9 @@ def _figures(run: Run, ev: dict, test, probs: np.ndarray, spec) -> dict[str, tup
     if history:
         figures["curves"] = ("Learning curves", plots.to_png(plots.learning_curves(history, f"{run.config['model']} on {spec.name}",
                                                                                    curve=run.curve)))
+    if any("pseudo_labels_used" in r for r in history):
+        figures["pseudo"] = ("Pseudo-labels: the share of unlabelled images used, and how many were right",
+                             plots.to_png(plots.pseudo_labels(history)))
     figures["confusion"] = ("Confusion matrix", plots.to_png(plots.confusion_heatmap(np.array(ev["confusion_matrix"]), classes)))
     worst = ev["confident_mistakes"]
     if worst:

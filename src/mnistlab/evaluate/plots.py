@@ -175,6 +175,20 @@ def compare_curves(named_histories: dict[str, list[dict]], key: str = "test_accu
     return fig
 
 
+def pseudo_labels(history: list[dict]):
+    """A semi-supervised run's pseudo-labels over training: the share of unlabelled images confident enough to be
+    used, and the share of those that were right (measured on their true labels, which training never reads)."""
+    plt = _plt()
+    steps = [r["step"] for r in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [r.get("pseudo_labels_used") for r in history], marker="o", label="used (confident enough)")
+    ax.plot(steps, [r.get("pseudo_labels_right") for r in history], marker="o", label="right, of those used")
+    ax.set(xlabel="step", ylabel="share", ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def accuracy_vs_time(rows: list[dict]):
     """One panel per dataset: test accuracy against training seconds (log scale), a labelled point per model,
     with the best published reference as a dashed line."""

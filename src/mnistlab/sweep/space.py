@@ -33,7 +33,9 @@ from mnistlab.vocabulary import SCHEDULES, Augment
 TRAIN_PARAMS = {"lr": float, "batch_size": int, "weight_decay": float, "dropout": float, "label_smoothing": float,
                 "epochs": int, "optimizer": str, "schedule": str,
                 # across environments (Colored and Rotated MNIST)
-                "steps": int, "penalty_weight": float, "penalty_anneal": int, "l2_weight": float}
+                "steps": int, "penalty_weight": float, "penalty_anneal": int, "l2_weight": float,
+                # from few labels
+                "threshold": float, "unlabelled_weight": float, "unlabelled_ratio": int, "rampup": int}
 AUGMENT_PARAMS = {name: float for name in Augment.__dataclass_fields__}
 PARAM_TYPES = {**TRAIN_PARAMS, **AUGMENT_PARAMS}
 # bounds a sampled value must respect, whatever the space file says

@@ -42,6 +42,7 @@ from mnistlab.training.engine import Engine, resolve_engine
 from mnistlab.training.environments import Environments, check_environments, train_across
 from mnistlab.training.record import final_metrics
 from mnistlab.training.schedule import epoch_seed, lr_at
+from mnistlab.training.semi import check_semi, labelled_split, train_semi
 from mnistlab.training.step import EagerStep, make_optimizer, make_step
 from mnistlab.training.tensors import TrainingData, evaluate_net, pixel_stats
 from mnistlab.tta import with_tta
@@ -126,6 +127,8 @@ def _open(job: Job, procs: Processes) -> RunFolder:
     train_ds = load_dataset(spec, "train", data_dir=job.data_dir, progress=job.progress)
     if spec.environments:
         split = Environments.of(train_ds, cfg).split()
+    elif cfg.labels is not None:
+        split = labelled_split(np.asarray(train_ds.labels), cfg, spec.num_classes)
     else:
         split = split_indices(train_ds.labels, cfg, spec.num_classes, get_model_info(cfg.model).family == "neural")
     mean, std = pixel_stats(train_ds.images, split.train, device=device)
@@ -149,6 +152,9 @@ def _check_settings(cfg: TrainConfig, procs: Processes):
     family = get_model_info(cfg.model).family
     if check_environments(cfg, spec)[0]:
         _check_across(cfg, family, procs)
+    check_semi(cfg, spec, family)
+    if cfg.labels is not None and procs.active:
+        raise InvalidArgument("training from few labels (--labels) runs in one process, not --distributed")
     if family != "neural":
         for given, what in ((not cfg.evaluate_test, "evaluate_test = false is for neural nets (sweep trials)"),
                             (procs.active, "--distributed trains neural nets"),
@@ -217,6 +223,8 @@ def _train_folder(folder: RunFolder, job: Job, procs, on_epoch_end) -> Run | Non
     neural = get_model_info(cfg.model).family == "neural"
     if spec.environments:
         return train_across(folder, train_ds, job.progress, on_epoch_end)
+    if cfg.labels is not None:
+        return train_semi(folder, train_ds, test_ds, job.progress, on_epoch_end)
     split = on_main(procs, lambda: folder.split(train_ds.labels, neural))
     if not neural:
         return train_classical(folder, train_ds, test_ds, split)

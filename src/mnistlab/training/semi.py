@@ -1,0 +1,252 @@
+"""Semi-supervised training from few labels: `--labels N` labelled training images (balanced per class, seeded), the
+rest of the training set unlabelled, and `--semi` the way the unlabelled images teach the net:
+
+    pseudo-label   the net's own confident answers (max probability >= threshold) on the unlabelled images taken as
+                   their labels, the loss on them weighed up from 0 (Lee 2013)
+    fixmatch       the confident answers on a weakly augmented copy are the labels of a strongly augmented copy
+                   (Sohn et al. 2020: threshold 0.95, `unlabelled_ratio` unlabelled images per labelled one)
+    mean-teacher   the net's answers pulled towards those of its exponential moving average (the teacher) on other
+                   augmentations of the same images, the consistency weight ramped up (Tarvainen & Valpola 2017)
+
+Without `--semi`, `--labels N` trains on the N labelled images alone with the same steps: the supervised baseline.
+
+    train_semi -> per block of `checkpoint_every` steps (the block's generator seeded from (seed, block)):
+                  a labelled batch (weak augmentation) and an unlabelled one, one forward pass over them all, the
+                  labelled loss + weight(step) x the method's unlabelled loss, the step; then the row (test accuracy,
+                  how many pseudo-labels were used and, for the record only, how many were right) and the checkpoint.
+
+The unlabelled images' labels never enter training: the loop's unlabelled tensor holds images only (a test scrambles
+those labels and gets the same weights). Validation (`val_split`) is a held-out labelled set, never the test set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+
+from mnistlab.errors import InvalidArgument
+from mnistlab.split import MIN_CALIBRATION_IMAGES, Split, _balanced_subset
+
+log = logging.getLogger(__name__)
+
+METHODS = ("fixmatch", "mean-teacher", "pseudo-label")
+DEFAULT_STEPS = 5000
+WEAK = "shift=0.125"  # FixMatch's weak augmentation for digits: a translation of up to an eighth (no flips)
+STRONG = "rotate=25,shift=0.2,scale=0.2,shear=20,elastic=0.5,erase=1"  # strong: distortions, and always a cutout
+
+
+def labelled_split(labels: np.ndarray, cfg, num_classes: int) -> Split:
+    """A semi-supervised run's split: `val_split` held-out labelled images for validation (and calibration), then
+    `labels` images balanced per class, the first of each class in the seed's order; every other training image is
+    unlabelled (`unlabelled_rows`)."""
+    n = len(labels)
+    order = np.random.default_rng(cfg.seed).permutation(n)
+    val = np.sort(order[:cfg.val_split])
+    labelled = _balanced_subset(order[cfg.val_split:], labels, cfg.labels, num_classes)
+    calib = val if len(val) >= MIN_CALIBRATION_IMAGES else np.zeros(0, np.int64)
+    return Split(np.sort(labelled), val, calib)
+
+
+def unlabelled_rows(n: int, split: Split) -> np.ndarray:
+    keep = np.ones(n, bool)
+    keep[np.concatenate([split.train, split.val, split.calibration])] = False
+    return np.flatnonzero(keep)
+
+
+def check_semi(cfg, spec, family: str) -> None:
+    """Bad settings for training from few labels, in one line each, before any run folder."""
+    if cfg.semi is not None and cfg.labels is None:
+        raise InvalidArgument(f"--semi {cfg.semi} learns from a few labels and the rest unlabelled: say how many are "
+                              "labelled with --labels N (e.g. --labels 100)")
+    if cfg.labels is None:
+        return
+    if cfg.semi is not None and cfg.semi not in METHODS:
+        from mnistlab.errors import UnknownName
+
+        raise UnknownName("semi-supervised method", cfg.semi, METHODS)
+    if family != "neural":
+        raise InvalidArgument(f"--labels/--semi train a neural net; {cfg.model!r} is a {family} model")
+    k, n = spec.num_classes, spec.sizes.get("train", 0)
+    if cfg.labels % k:
+        raise InvalidArgument(f"--labels {cfg.labels} does not divide into {spec.name}'s {k} classes: use a multiple "
+                              f"of {k} (e.g. {max(k, cfg.labels // k * k)})")
+    if cfg.labels + cfg.val_split >= n:
+        raise InvalidArgument(f"--labels {cfg.labels} and --val-split {cfg.val_split} leave no unlabelled image of the "
+                              f"{n:,} in {spec.name}'s training set")
+    for given, what in ((cfg.train_subset is not None, "--train-subset (use --labels)"), (cfg.ema, "--ema"),
+                        (cfg.adversarial != "none", "--adversarial"), (cfg.tta != "none", "--tta"),
+                        (cfg.step == "cuda-graph", "--step cuda-graph"), (cfg.precision == "bf16", "--precision bf16"),
+                        (cfg.init_from, "--init-from"), (cfg.logit_norm is not None, "--logit-norm")):
+        if given:
+            raise InvalidArgument(f"training from few labels (--labels) runs in fp32, eager, with none of: {what}")
+
+
+def ramp(step: int, length: int) -> float:
+    """Tarvainen & Valpola's sigmoid ramp-up, exp(-5 (1 - t/T)^2), from 0 to 1 over `length` steps."""
+    if length <= 0 or step >= length:
+        return 1.0
+    return math.exp(-5 * (1 - step / length) ** 2)
+
+
+def unlabelled_loss(method: str, logits_weak, logits_strong, teacher_probs, threshold: float):
+    """The method's loss on a batch of unlabelled images (before its weight), the mask of images whose pseudo-label
+    was used, and those pseudo-labels (None for mean-teacher, which uses the teacher's whole answer)."""
+    import torch
+    import torch.nn.functional as F
+
+    if method == "mean-teacher":
+        loss = (F.softmax(logits_weak, 1) - teacher_probs).pow(2).sum(1).mean()
+        return loss, torch.ones(len(logits_weak), dtype=torch.bool, device=logits_weak.device), None
+    probs = F.softmax(logits_weak.detach(), 1)
+    confidence, pseudo = probs.max(1)
+    mask = confidence >= threshold
+    target_logits = logits_strong if method == "fixmatch" else logits_weak
+    loss = (F.cross_entropy(target_logits, pseudo, reduction="none") * mask).mean()
+    return loss, mask, pseudo
+
+
+def train_semi(folder, ds, test_ds, progress: bool = False, on_step=None):
+    """Train the run in `folder` from its labelled images and the rest unlabelled (see the module's docstring)."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from mnistlab.run import build_net
+    from mnistlab.training.augment import augment_batch
+    from mnistlab.training.engine import Engine, pick_device
+    from mnistlab.training.schedule import epoch_seed, lr_at
+    from mnistlab.training.step import make_optimizer
+    from mnistlab.training.tensors import evaluate_net, to_tensors
+    from mnistlab.vocabulary import parse_augment
+
+    cfg, method = folder.cfg, folder.cfg.semi
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    net = build_net(folder.record()).to(device)
+    teacher = copy.deepcopy(net).requires_grad_(False) if method == "mean-teacher" else None
+    opt = make_optimizer(cfg.optimizer, [p for p in net.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay,
+                         Engine(device, "fp32", "eager"))
+    split = folder.split(np.asarray(ds.labels), True)
+    unl = unlabelled_rows(len(ds.labels), split)
+    xl, yl = to_tensors(ds.images, ds.labels, device, idx=split.train)
+    xu, _ = to_tensors(ds.images, np.zeros(len(ds.labels), np.int64), device, idx=unl)  # images only
+    truth_u = np.asarray(ds.labels)[unl]  # for the record of how right the pseudo-labels were; never in a loss
+    val = to_tensors(ds.images, ds.labels, device, idx=split.val) if len(split.val) else None
+    test = to_tensors(test_ds.images, test_ds.labels, device) if test_ds is not None else None
+    weak = parse_augment(cfg.augment if cfg.augment != "none" else WEAK)
+    strong = parse_augment(STRONG)
+    weight, rampup = unlabelled_settings(cfg)
+    step, history, seconds = 0, [], 0.0
+    ckpt = folder.last_checkpoint()
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if teacher is not None:
+            teacher.load_state_dict(ckpt["teacher"])
+        step, history, seconds = int(ckpt["step"]), list(ckpt["history"]), float(ckpt["train_seconds"])
+    total, every, b = cfg.steps or DEFAULT_STEPS, cfg.checkpoint_every, cfg.batch_size
+    while step < total:
+        block = step // every
+        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, block))
+        torch.manual_seed(epoch_seed(cfg.seed, block, 1))
+        aug_gen = gen if device.type == "cpu" else None
+        end = min(total, (block + 1) * every)
+        net.train()
+        t0, sums, used, right, offered = time.perf_counter(), {"loss": 0.0, "labelled": 0.0, "unlabelled": 0.0}, 0, 0, 0
+        for s in range(step, end):
+            lr = lr_at(s, total, cfg.lr, cfg.schedule)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            il = torch.randint(len(xl), (b,), generator=gen).to(device)
+            xlb, ylb = augment_batch(xl[il], weak, aug_gen), yl[il]
+            if method is None:
+                loss_l, loss_u = F.cross_entropy(net(xlb), ylb), torch.zeros((), device=device)
+            else:
+                iu = torch.randint(len(xu), (cfg.unlabelled_ratio * b,), generator=gen)
+                xub = xu[iu.to(device)]
+                views = [xlb, augment_batch(xub, weak, aug_gen)]
+                if method == "fixmatch":
+                    views.append(augment_batch(xub, strong, aug_gen))
+                logits = net(torch.cat(views)).split([len(v) for v in views])
+                teacher_probs = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_probs = F.softmax(teacher.train()(augment_batch(xub, weak, aug_gen)), 1)
+                loss_l = F.cross_entropy(logits[0], ylb)
+                loss_u, mask, pseudo = unlabelled_loss(method, logits[1], logits[-1], teacher_probs, cfg.threshold)
+                if pseudo is not None:
+                    m = mask.cpu().numpy()
+                    used += int(m.sum())
+                    right += int((pseudo.cpu().numpy()[m] == truth_u[iu.numpy()][m]).sum())
+                offered += len(iu)
+            loss = loss_l + weight * ramp(s, rampup) * loss_u
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if teacher is not None:
+                _ema(teacher, net, cfg.teacher_decay)
+            for k, v in (("loss", loss), ("labelled", loss_l), ("unlabelled", loss_u)):
+                sums[k] += float(v.detach())
+        seconds += time.perf_counter() - t0
+        row = {"epoch": block + 1, "step": end, "train_loss": sums["loss"] / (end - step),
+               "labelled_loss": sums["labelled"] / (end - step), "unlabelled_loss": sums["unlabelled"] / (end - step),
+               "unlabelled_weight": weight * ramp(end - 1, rampup), "lr": lr, "seconds": time.perf_counter() - t0}
+        if method in ("fixmatch", "pseudo-label"):
+            row |= {"pseudo_labels_used": used / max(offered, 1), "pseudo_labels_right": right / used if used else None}
+        if val is not None:
+            row["val_loss"], row["val_accuracy"], _ = evaluate_net(net, *val, cfg.eval_batch_size)
+        if test is not None:
+            row["test_loss"], row["test_accuracy"], _ = evaluate_net(net, *test, cfg.eval_batch_size)
+        history.append(row)
+        step = end
+        folder.save_epoch(history, [], {"model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                                        "optimizer": opt.state_dict(), "step": step, "history": history,
+                                        "train_seconds": seconds,
+                                        **({"teacher": teacher.state_dict()} if teacher is not None else {})})
+        if on_step:
+            on_step(row["epoch"], row)
+        if progress:
+            log.warning("step %d/%d  loss %.4f  test accuracy %s", step, total, row["train_loss"],
+                        f"{row['test_accuracy']:.4f}" if "test_accuracy" in row else "-")
+    return _finish(folder, net, history, seconds, device, test, len(unl))
+
+
+def unlabelled_settings(cfg) -> tuple[float, int]:
+    """The unlabelled loss's weight and its ramp-up steps: the settings given, else each method's published ones
+    (FixMatch 1 from the start; pseudo-labels 3, Lee's final alpha; mean teacher 10), ramped over 40% of the steps."""
+    default = {"fixmatch": 1.0, "pseudo-label": 3.0, "mean-teacher": 10.0}.get(cfg.semi, 0.0)
+    weight = default if cfg.unlabelled_weight is None else cfg.unlabelled_weight
+    rampup = cfg.rampup if cfg.rampup is not None else (0 if cfg.semi == "fixmatch" else int(0.4 * (cfg.steps or DEFAULT_STEPS)))
+    return weight, rampup
+
+
+def _ema(teacher, student, decay: float) -> None:
+    import torch
+
+    with torch.no_grad():
+        for t, s in zip(teacher.parameters(), student.parameters()):
+            t.mul_(decay).add_(s.detach(), alpha=1 - decay)
+        for t, s in zip(teacher.buffers(), student.buffers()):
+            t.copy_(s)
+
+
+def _finish(folder, net, history: list[dict], seconds: float, device, test, unlabelled: int):
+    import torch
+
+    from mnistlab.models import count_params
+    from mnistlab.training.record import final_metrics
+
+    cfg, last = folder.cfg, history[-1]
+    folder.save_weights({k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()})
+    metrics = {"test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"),
+               "val_accuracy": last.get("val_accuracy"), "labels": cfg.labels, "unlabelled": unlabelled,
+               "semi": cfg.semi or "supervised", "steps": last["step"], "train_seconds": seconds,
+               "params": count_params(net), "device": str(device), "precision": "fp32", "step_kind": "eager",
+               "threads": torch.get_num_threads(), "temperature": 1.0}
+    return folder.save_metrics(final_metrics(folder, metrics, device))
