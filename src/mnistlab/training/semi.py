@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -108,113 +109,148 @@ def unlabelled_loss(method: str, logits_weak, logits_strong, teacher_probs, thre
     return loss, mask, pseudo
 
 
-def train_semi(folder, ds, test_ds, progress: bool = False, on_step=None):
-    """Train the run in `folder` from its labelled images and the rest unlabelled (see the module's docstring)."""
+@dataclass
+class _Semi:
+    """What a semi-supervised run trains with: the net (and its teacher), the optimiser, the labelled images and
+    labels, the unlabelled images (no labels), their true labels for the record only, the evaluation sets."""
+
+    net: object
+    teacher: object
+    opt: object
+    xl: object
+    yl: object
+    xu: object
+    truth_u: np.ndarray
+    val: tuple | None
+    test: tuple | None
+    device: object
+
+
+def _setup(folder, ds, test_ds) -> _Semi:
     import copy
 
     import torch
-    import torch.nn.functional as F
 
     from mnistlab.run import build_net
-    from mnistlab.training.augment import augment_batch
     from mnistlab.training.engine import Engine, pick_device
-    from mnistlab.training.schedule import epoch_seed, lr_at
     from mnistlab.training.step import make_optimizer
-    from mnistlab.training.tensors import evaluate_net, to_tensors
-    from mnistlab.vocabulary import parse_augment
+    from mnistlab.training.tensors import to_tensors
 
-    cfg, method = folder.cfg, folder.cfg.semi
+    cfg = folder.cfg
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     net = build_net(folder.record()).to(device)
-    teacher = copy.deepcopy(net).requires_grad_(False) if method == "mean-teacher" else None
+    teacher = copy.deepcopy(net).requires_grad_(False) if cfg.semi == "mean-teacher" else None
     opt = make_optimizer(cfg.optimizer, [p for p in net.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay,
                          Engine(device, "fp32", "eager"))
     split = folder.split(np.asarray(ds.labels), True)
     unl = unlabelled_rows(len(ds.labels), split)
     xl, yl = to_tensors(ds.images, ds.labels, device, idx=split.train)
     xu, _ = to_tensors(ds.images, np.zeros(len(ds.labels), np.int64), device, idx=unl)  # images only
-    truth_u = np.asarray(ds.labels)[unl]  # for the record of how right the pseudo-labels were; never in a loss
-    val = to_tensors(ds.images, ds.labels, device, idx=split.val) if len(split.val) else None
-    test = to_tensors(test_ds.images, test_ds.labels, device) if test_ds is not None else None
-    weak = parse_augment(cfg.augment if cfg.augment != "none" else WEAK)
-    strong = parse_augment(STRONG)
+    return _Semi(net, teacher, opt, xl, yl, xu, np.asarray(ds.labels)[unl],
+                 to_tensors(ds.images, ds.labels, device, idx=split.val) if len(split.val) else None,
+                 to_tensors(test_ds.images, test_ds.labels, device) if test_ds is not None else None, device)
+
+
+def _step(s: _Semi, cfg, gen, aug_gen, weight: float, tally: dict) -> None:
+    """One optimiser step: a labelled batch and (with a method) the unlabelled images, in one forward pass."""
+    import torch
+    import torch.nn.functional as F
+
+    from mnistlab.training.augment import augment_batch
+    from mnistlab.vocabulary import parse_augment
+
+    weak, strong = parse_augment(cfg.augment if cfg.augment != "none" else WEAK), parse_augment(STRONG)
+    il = torch.randint(len(s.xl), (cfg.batch_size,), generator=gen).to(s.device)
+    xlb, ylb = augment_batch(s.xl[il], weak, aug_gen), s.yl[il]
+    loss_u = torch.zeros((), device=s.device)
+    if cfg.semi is None:
+        loss_l = F.cross_entropy(s.net(xlb), ylb)
+    else:
+        iu = torch.randint(len(s.xu), (cfg.unlabelled_ratio * cfg.batch_size,), generator=gen)
+        xub = s.xu[iu.to(s.device)]
+        views = [xlb, augment_batch(xub, weak, aug_gen)] + ([augment_batch(xub, strong, aug_gen)] if cfg.semi == "fixmatch" else [])
+        logits = s.net(torch.cat(views)).split([len(v) for v in views])
+        teacher_probs = None
+        if s.teacher is not None:
+            with torch.no_grad():
+                teacher_probs = F.softmax(s.teacher.train()(augment_batch(xub, weak, aug_gen)), 1)
+        loss_l = F.cross_entropy(logits[0], ylb)
+        loss_u, mask, pseudo = unlabelled_loss(cfg.semi, logits[1], logits[-1], teacher_probs, cfg.threshold)
+        if pseudo is not None:  # the record of the pseudo-labels: how many used, how many right
+            m = mask.cpu().numpy()
+            tally["used"] += int(m.sum())
+            tally["right"] += int((pseudo.cpu().numpy()[m] == s.truth_u[iu.numpy()][m]).sum())
+        tally["offered"] += len(iu)
+    loss = loss_l + weight * loss_u
+    s.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    s.opt.step()
+    if s.teacher is not None:
+        _ema(s.teacher, s.net, cfg.teacher_decay)
+    for k, v in (("loss", loss), ("labelled", loss_l), ("unlabelled", loss_u)):
+        tally[k] += float(v.detach())
+
+
+def train_semi(folder, ds, test_ds, progress: bool = False, on_step=None):
+    """Train the run in `folder` from its labelled images and the rest unlabelled (see the module's docstring)."""
+    import torch
+
+    from mnistlab.training.schedule import epoch_seed, lr_at
+
+    cfg, s = folder.cfg, _setup(folder, ds, test_ds)
     weight, rampup = unlabelled_settings(cfg)
     step, history, seconds = 0, [], 0.0
     ckpt = folder.last_checkpoint()
     if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if teacher is not None:
-            teacher.load_state_dict(ckpt["teacher"])
+        s.net.load_state_dict(ckpt["model"])
+        s.opt.load_state_dict(ckpt["optimizer"])
+        if s.teacher is not None:
+            s.teacher.load_state_dict(ckpt["teacher"])
         step, history, seconds = int(ckpt["step"]), list(ckpt["history"]), float(ckpt["train_seconds"])
-    total, every, b = cfg.steps or DEFAULT_STEPS, cfg.checkpoint_every, cfg.batch_size
+    total, every = cfg.steps or DEFAULT_STEPS, cfg.checkpoint_every
     while step < total:
-        block = step // every
+        block, end = step // every, min(total, (step // every + 1) * every)
         gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, block))
         torch.manual_seed(epoch_seed(cfg.seed, block, 1))
-        aug_gen = gen if device.type == "cpu" else None
-        end = min(total, (block + 1) * every)
-        net.train()
-        t0, sums, used, right, offered = time.perf_counter(), {"loss": 0.0, "labelled": 0.0, "unlabelled": 0.0}, 0, 0, 0
-        for s in range(step, end):
-            lr = lr_at(s, total, cfg.lr, cfg.schedule)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            il = torch.randint(len(xl), (b,), generator=gen).to(device)
-            xlb, ylb = augment_batch(xl[il], weak, aug_gen), yl[il]
-            if method is None:
-                loss_l, loss_u = F.cross_entropy(net(xlb), ylb), torch.zeros((), device=device)
-            else:
-                iu = torch.randint(len(xu), (cfg.unlabelled_ratio * b,), generator=gen)
-                xub = xu[iu.to(device)]
-                views = [xlb, augment_batch(xub, weak, aug_gen)]
-                if method == "fixmatch":
-                    views.append(augment_batch(xub, strong, aug_gen))
-                logits = net(torch.cat(views)).split([len(v) for v in views])
-                teacher_probs = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_probs = F.softmax(teacher.train()(augment_batch(xub, weak, aug_gen)), 1)
-                loss_l = F.cross_entropy(logits[0], ylb)
-                loss_u, mask, pseudo = unlabelled_loss(method, logits[1], logits[-1], teacher_probs, cfg.threshold)
-                if pseudo is not None:
-                    m = mask.cpu().numpy()
-                    used += int(m.sum())
-                    right += int((pseudo.cpu().numpy()[m] == truth_u[iu.numpy()][m]).sum())
-                offered += len(iu)
-            loss = loss_l + weight * ramp(s, rampup) * loss_u
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if teacher is not None:
-                _ema(teacher, net, cfg.teacher_decay)
-            for k, v in (("loss", loss), ("labelled", loss_l), ("unlabelled", loss_u)):
-                sums[k] += float(v.detach())
+        s.net.train()
+        t0, tally = time.perf_counter(), dict.fromkeys(("loss", "labelled", "unlabelled", "used", "right", "offered"), 0)
+        for i in range(step, end):
+            for g in s.opt.param_groups:
+                g["lr"] = lr_at(i, total, cfg.lr, cfg.schedule)
+            _step(s, cfg, gen, gen if s.device.type == "cpu" else None, weight * ramp(i, rampup), tally)
         seconds += time.perf_counter() - t0
-        row = {"epoch": block + 1, "step": end, "train_loss": sums["loss"] / (end - step),
-               "labelled_loss": sums["labelled"] / (end - step), "unlabelled_loss": sums["unlabelled"] / (end - step),
-               "unlabelled_weight": weight * ramp(end - 1, rampup), "lr": lr, "seconds": time.perf_counter() - t0}
-        if method in ("fixmatch", "pseudo-label"):
-            row |= {"pseudo_labels_used": used / max(offered, 1), "pseudo_labels_right": right / used if used else None}
-        if val is not None:
-            row["val_loss"], row["val_accuracy"], _ = evaluate_net(net, *val, cfg.eval_batch_size)
-        if test is not None:
-            row["test_loss"], row["test_accuracy"], _ = evaluate_net(net, *test, cfg.eval_batch_size)
-        history.append(row)
+        history.append(_row(s, cfg, block, step, end, tally, weight * ramp(end - 1, rampup), time.perf_counter() - t0))
         step = end
-        folder.save_epoch(history, [], {"model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
-                                        "optimizer": opt.state_dict(), "step": step, "history": history,
+        folder.save_epoch(history, [], {"model": {k: v.detach().cpu().clone() for k, v in s.net.state_dict().items()},
+                                        "optimizer": s.opt.state_dict(), "step": step, "history": history,
                                         "train_seconds": seconds,
-                                        **({"teacher": teacher.state_dict()} if teacher is not None else {})})
+                                        **({"teacher": s.teacher.state_dict()} if s.teacher is not None else {})})
         if on_step:
-            on_step(row["epoch"], row)
+            on_step(history[-1]["epoch"], history[-1])
         if progress:
-            log.warning("step %d/%d  loss %.4f  test accuracy %s", step, total, row["train_loss"],
-                        f"{row['test_accuracy']:.4f}" if "test_accuracy" in row else "-")
-    return _finish(folder, net, history, seconds, device, test, len(unl))
+            log.warning("step %d/%d  loss %.4f  test accuracy %s", step, total, history[-1]["train_loss"],
+                        f"{history[-1]['test_accuracy']:.4f}" if "test_accuracy" in history[-1] else "-")
+    return _finish(folder, s.net, history, seconds, s.device, len(s.truth_u))
+
+
+def _row(s: _Semi, cfg, block: int, start: int, end: int, tally: dict, weight: float, seconds: float) -> dict:
+    from mnistlab.training.tensors import evaluate_net
+
+    n = end - start
+    row = {"epoch": block + 1, "step": end, "train_loss": tally["loss"] / n, "labelled_loss": tally["labelled"] / n,
+           "unlabelled_loss": tally["unlabelled"] / n, "unlabelled_weight": weight,
+           "lr": s.opt.param_groups[0]["lr"], "seconds": seconds}
+    if cfg.semi in ("fixmatch", "pseudo-label"):
+        row |= {"pseudo_labels_used": tally["used"] / max(tally["offered"], 1),
+                "pseudo_labels_right": tally["right"] / tally["used"] if tally["used"] else None}
+    if s.val is not None:
+        row["val_loss"], row["val_accuracy"], _ = evaluate_net(s.net, *s.val, cfg.eval_batch_size)
+    if s.test is not None:
+        row["test_loss"], row["test_accuracy"], _ = evaluate_net(s.net, *s.test, cfg.eval_batch_size)
+    return row
 
 
 def unlabelled_settings(cfg) -> tuple[float, int]:
@@ -236,7 +272,7 @@ def _ema(teacher, student, decay: float) -> None:
             t.copy_(s)
 
 
-def _finish(folder, net, history: list[dict], seconds: float, device, test, unlabelled: int):
+def _finish(folder, net, history: list[dict], seconds: float, device, unlabelled: int):
     import torch
 
     from mnistlab.models import count_params
