@@ -713,6 +713,7 @@ def continual_cmd(benchmark: Optional[str] = typer.Option(None, help="split-mnis
                   model: Optional[str] = typer.Option(None, help="A neural model of the zoo or FILE.py:NAME (default mlp 2x400)."),
                   model_arg: list[str] = typer.Option([], "--model-arg", help="KEY=VAL for the model (repeatable)."),
                   iterations: Optional[int] = typer.Option(None, help="Optimiser steps per task (default 2000)."),
+                  epochs: Optional[float] = typer.Option(None, help="Passes over each task's images, instead of --iterations."),
                   batch_size: Optional[int] = typer.Option(None, help="Images per step (default 128)."),
                   lr: Optional[float] = typer.Option(None, help="Adam's learning rate (default 1e-3)."),
                   seed: Optional[int] = typer.Option(None, help="Seed of the net, the batches, the classes' order."),
@@ -731,7 +732,7 @@ def continual_cmd(benchmark: Optional[str] = typer.Option(None, help="split-mnis
 
     given = dict(benchmark=benchmark, scenario=scenario, strategy=strategy, dataset=dataset, tasks=tasks,
                  class_order=class_order, model=model, model_args=_parse_model_args(model_arg) or None,
-                 iterations=iterations, batch_size=batch_size, lr=lr, seed=seed, buffer=buffer, strength=strength,
+                 iterations=iterations, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, buffer=buffer, strength=strength,
                  gamma=gamma, temperature=temperature, fisher_samples=fisher_samples, threads=threads)
     r = run_continual(out_dir, preset=preset, data_dir=data_dir, device=device, progress=not quiet and not as_json, **given)
     if as_json:

@@ -114,3 +114,13 @@ def test_compare_pairs_by_seed_where_the_tasks_match(real_home, tmp_path, capsys
     # seeds 0, 1 against 2, 3: other class orders, nothing to pair: Welch's test
     assert cli(["compare", *(str(tmp_path / n) for n in ("replay-0", "replay-1", "naive-2", "naive-3")), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pairs"][0]["test"] == "welch"
+
+
+@pytest.mark.realdata
+def test_rotated_tasks_by_epochs(real_home, tmp_path):
+    r = run_continual(tmp_path / "rot", benchmark="rotated-mnist", scenario="domain", strategy="naive", tasks=3,
+                      epochs=0.05, batch_size=128, model_args={"hidden": [64]}, threads=1, data_dir=real_home)
+    assert r["tasks"] == ["0 degrees", "60 degrees", "120 degrees"] and len(r["accuracy_matrix"]) == 3
+    rows = [json.loads(line) for line in (tmp_path / "rot" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and r["accuracy_matrix"][0][0] > 0.8  # 24 steps (0.05 x 60,000 / 128) learn the upright digits
+    assert r["accuracy_matrix"][0][0] > r["accuracy_matrix"][0][2]  # and not yet the ones turned by 120 degrees

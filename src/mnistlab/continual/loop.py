@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ class ContinualConfig:
     model: str = "mlp"
     model_args: dict = field(default_factory=lambda: {"hidden": [400, 400]})
     iterations: int = 2000  # per task
+    epochs: float | None = None  # per task instead of iterations: passes over the task's training images
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
@@ -91,6 +93,8 @@ class ContinualConfig:
         for name in ("iterations", "batch_size", "fisher_samples"):
             if not isinstance(getattr(cfg, name), int) or getattr(cfg, name) < 1:
                 raise InvalidArgument(f"{name.replace('_', ' ')} must be a whole number >= 1, got {getattr(cfg, name)!r}")
+        if cfg.epochs is not None and not cfg.epochs > 0:
+            raise InvalidArgument(f"epochs must be > 0, got {cfg.epochs!r}")
         if not cfg.lr > 0:
             raise InvalidArgument(f"lr must be > 0, got {cfg.lr!r}")
         return cfg
@@ -174,11 +178,13 @@ def _new_net(cfg: ContinualConfig, outputs: int, device, seed: int):
 
 
 def _train_steps(net, learner: Learner, strategy, tasks: list[int], t: int, cfg: ContinualConfig, gen, draw=None):
-    """`iterations` steps on task t: the loop's inner part (`draw`: where the batches come from, GDumb's buffer)."""
+    """`iterations` steps on task t (or `epochs` passes over its images): the loop's inner part (`draw`: where the
+    batches come from, GDumb's buffer)."""
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     net.train()
     total = 0.0
-    for _ in range(cfg.iterations):
+    steps = cfg.iterations if cfg.epochs is None else max(1, math.ceil(cfg.epochs * len(learner.y_train[t]) / cfg.batch_size))
+    for _ in range(steps):
         x, y, ids = draw(gen) if draw else learner.draw(tasks, cfg.batch_size, gen)
         current = x
         if draw is None:
@@ -194,7 +200,7 @@ def _train_steps(net, learner: Learner, strategy, tasks: list[int], t: int, cfg:
         if draw is None:
             strategy.after_step(net)
         total += float(loss.detach())
-    return total / cfg.iterations
+    return total / steps
 
 
 def run_continual(out: str | Path | None = None, *, preset: str | None = None, data_dir=None, device: str = "cpu",
