@@ -3,6 +3,8 @@ measured on it. Training, robustness and the benchmarks share these; nothing her
 
 from __future__ import annotations
 
+import contextlib
+
 from mnistlab.errors import InvalidArgument
 
 
@@ -33,3 +35,16 @@ def hardware_name(device) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@contextlib.contextmanager
+def kept_threads():
+    """PyTorch's CPU thread count as it was before the block: a run that sets its own (`threads`) leaves the process
+    as it found it, so the next run in the same process (a notebook, a test suite) computes as it would alone."""
+    import torch
+
+    n = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

@@ -26,7 +26,11 @@ def test_metrics_by_hand():
 
 @pytest.mark.realdata
 def test_split_mnist_class_incremental_naive_forgets_and_replay_remembers(real_home, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
     naive = run_continual(tmp_path / "naive", data_dir=real_home, strategy="naive", **SMALL)
+    assert torch.get_num_threads() == threads  # threads=1 for the run only: the process is left as it was
     replay = run_continual(tmp_path / "replay", data_dir=real_home, strategy="replay", buffer=200, **SMALL)
     r = np.asarray(naive["accuracy_matrix"])
     assert r.shape == (5, 5) and naive["tasks"] == ["0/1", "2/3", "4/5", "6/7", "8/9"]

@@ -64,6 +64,13 @@ def open_queue(q: Queue, jobs: list[dict]):
 def work(q: Queue, jobs: list[dict], run: Callable[[dict], list], say: Callable[[str], None]) -> str:
     """One worker: run waiting jobs until none is left (then wait for other workers' last ones, taking over any
     whose worker died) or the budget is spent. Returns why it stopped."""
+    from mnistlab.devices import kept_threads
+
+    with kept_threads():
+        return _work(q, jobs, run, say)
+
+
+def _work(q: Queue, jobs: list[dict], run: Callable[[dict], list], say: Callable[[str], None]) -> str:
     from optuna.trial import TrialState
 
     from mnistlab.sweep.study import _quiet_optuna

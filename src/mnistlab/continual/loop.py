@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from mnistlab.continual.benchmarks import Benchmark, make_benchmark, task_images
 from mnistlab.continual.metrics import summary
 from mnistlab.continual.strategies import Settings, make_strategy, masked_logits
+from mnistlab.devices import kept_threads
 from mnistlab.errors import InvalidArgument, RunError
 from mnistlab.fileio import atomic_write_json, ensure_dir
 
@@ -226,8 +227,9 @@ def run_continual(out: str | Path | None = None, *, preset: str | None = None, d
     except Timeout:
         raise RunError(f"{out} is busy: another process is running it") from None
     try:
-        return _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_after,
-                    append_jsonl, save_torch, load_torch_state)
+        with kept_threads():
+            return _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_after,
+                        append_jsonl, save_torch, load_torch_state)
     finally:
         lock.release()
 

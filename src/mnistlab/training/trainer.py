@@ -24,6 +24,7 @@ from mnistlab.calibration import expected_calibration_error, fit_temperature, nl
 from mnistlab.config import ON_A_CPU, TrainConfig, resolve_config
 from mnistlab.data import get_spec, load_dataset
 from mnistlab.data.cache import DatasetCache, data_home
+from mnistlab.devices import kept_threads
 from mnistlab.errors import InvalidArgument, MnistlabError, RunError, TrainingInterrupted
 from mnistlab.models import count_macs, count_params, get_model_info
 from mnistlab.run import DatasetFacts, Run, RunFolder, build_net
@@ -81,7 +82,7 @@ def train(model: str | None = None, dataset: str | None = None, *, out: str | Pa
     job = Job(model, dataset, out, config_file, resume, data_dir, progress, settings)
     procs = start_processes(_requested_device(settings, resume)) if distributed else SINGLE
     try:
-        with contextlib.ExitStack() as held:  # rank 0 holds the run folder (and its lock) until training ends
+        with contextlib.ExitStack() as held, kept_threads():  # rank 0 holds the run folder (and its lock) until training ends
             folder = _shared_folder(held, job, procs)
             if folder.finished:
                 return Run(folder.path) if procs.main else None
