@@ -316,7 +316,15 @@ def _held_out(plan: SweepPlan, settings: dict) -> dict:
 
 def work(plan: SweepPlan, worker: int = 0, say: Callable[[str], None] | None = None) -> str:
     """One worker: take trials until the study has its number (then wait for the others' last trials,
-    taking over any whose worker died), or until the budget is spent. Returns why it stopped."""
+    taking over any whose worker died), or until the budget is spent. Returns why it stopped. The thread count
+    it sets (`threads`) is the process's again afterwards."""
+    from mnistlab.devices import kept_threads
+
+    with kept_threads():
+        return _work(plan, say)
+
+
+def _work(plan: SweepPlan, say: Callable[[str], None] | None) -> str:
     from optuna.trial import TrialState
 
     optuna = _quiet_optuna()
