@@ -112,10 +112,7 @@ class Learner:
             self.y_train.append(torch.from_numpy(bench.label_of(t, train_labels[task.train_rows])).to(device))
             self.x_test.append(torch.from_numpy(task_images(task, test_images[task.test_rows])).to(device))
             self.y_test.append(torch.from_numpy(bench.label_of(t, test_labels[task.test_rows])).to(device))
-        n = len(bench.tasks)
-        self.task_masks = torch.zeros(n, bench.outputs, dtype=torch.bool, device=device)
-        for t in range(n):
-            self.task_masks[t, torch.from_numpy(bench.active(t, t + 1))] = True
+        self.task_masks = torch.stack([self.active_mask(t, t + 1) for t in range(len(bench.tasks))])
 
     def active_mask(self, t: int, seen: int) -> torch.Tensor:
         mask = torch.zeros(self.bench.outputs, dtype=torch.bool, device=self.device)
@@ -207,10 +204,8 @@ def _train_steps(net, learner: Learner, strategy, tasks: list[int], t: int, cfg:
 def run_continual(out: str | Path | None = None, *, preset: str | None = None, data_dir=None, device: str = "cpu",
                   progress: bool = False, stop_after: int | None = None, **given) -> dict:
     """Train and evaluate (or resume, or read back) a continual run; its metrics (see continual/metrics.py)."""
-    from filelock import FileLock, Timeout
-
     from mnistlab.data import load_dataset
-    from mnistlab.run.files import append_jsonl, load_torch_state, save_torch
+    from mnistlab.run.files import run_lock
 
     cfg = ContinualConfig.resolve(preset, **given)
     out = Path(out) if out else Path("runs") / f"continual-{cfg.benchmark}-{cfg.scenario}-{cfg.strategy}-s{cfg.seed}"
@@ -221,20 +216,13 @@ def run_continual(out: str | Path | None = None, *, preset: str | None = None, d
                            dataset=cfg.dataset, tasks=cfg.tasks, seed=cfg.seed, class_order=cfg.class_order)
     _new_net(cfg, bench.outputs, "cpu", cfg.seed)  # a model that cannot be built fails here, before the run folder
     ensure_dir(out, "pass --out to a writable folder")
-    lock = FileLock(str(out / ".lock"), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunError(f"{out} is busy: another process is running it") from None
-    try:
-        with kept_threads():
-            return _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_after,
-                        append_jsonl, save_torch, load_torch_state)
-    finally:
-        lock.release()
+    with run_lock(out, resume="run the same mnistlab continual command again"), kept_threads():
+        return _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_after)
 
 
-def _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_after, append_jsonl, save_torch, load_state):
+def _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_after):
+    from mnistlab.run.files import append_jsonl, load_checkpoint, save_torch  # looked up at run time (tests/killed.py)
+
     config = {**asdict(cfg), "tasks_built": bench.describe()}
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
@@ -252,7 +240,7 @@ def _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_af
     rows, history, seconds, start = [], [], 0.0, 0
     baseline = learner.row(net, 1)  # the untrained net: forward transfer's reference
     if (out / "checkpoint.pt").exists():
-        ckpt = load_state(out / "checkpoint.pt")
+        ckpt = load_checkpoint(out / "checkpoint.pt")
         net.load_state_dict(ckpt["model"])
         strategy.load_state_dict(ckpt["strategy"])
         if hasattr(strategy, "restore"):

@@ -44,11 +44,11 @@ def new_run_dir(out: str | Path | None, model: str, dataset: str) -> Path:
     raise AssertionError("unreachable")
 
 
-def take_lock(run_dir: Path, new: bool = False):
+def take_lock(run_dir: Path, new: bool = False, resume: str | None = None):
     """The run folder's lock, held: a second process that tries to train (or resume) the same run fails at once,
     before reading or writing anything. The operating system frees the lock when its process dies, so a run killed
     with kill -9 can be resumed. `new`: the folder must still be empty once locked (another process may have
-    started a run in it in the meantime)."""
+    started a run in it in the meantime). `resume`: how to resume such a run (default mnistlab train --resume)."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(run_dir / ".lock"), timeout=0)
@@ -56,7 +56,7 @@ def take_lock(run_dir: Path, new: bool = False):
         lock.acquire()
     except Timeout:
         raise RunBusy(f"{run_dir} is busy: another mnistlab process is training it right now; wait for it to end "
-                      f"(or stop it), then mnistlab train --resume {run_dir}") from None
+                      f"(or stop it), then {resume or f'mnistlab train --resume {run_dir}'}") from None
     except OSError as exc:
         raise storage_error(exc, run_dir, RUN_HINT, RunError) from None
     if new and any(p.name != ".lock" for p in run_dir.iterdir()):
@@ -66,9 +66,9 @@ def take_lock(run_dir: Path, new: bool = False):
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path, new: bool = False) -> Iterator[None]:
+def run_lock(run_dir: Path, new: bool = False, resume: str | None = None) -> Iterator[None]:
     """Hold a run folder's lock for the length of a `with` block (see `take_lock`)."""
-    lock = take_lock(run_dir, new)
+    lock = take_lock(run_dir, new, resume)
     try:
         yield
     finally:
@@ -108,17 +108,6 @@ def save_torch(path: Path, obj) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh), hint=RUN_HINT, error=RunError)
 
 
-def load_torch_state(path: Path) -> dict:
-    """A saved state (tensors and plain data), loaded with weights_only=True: never code."""
-    import torch
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a damaged or foreign file
-        raise RunError(f"{path} is damaged or not a mnistlab checkpoint ({type(exc).__name__}); start the run again "
-                       "in another folder") from None
-
-
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint, loaded with weights_only=True: tensors and plain data only, never code."""
     import torch
@@ -129,8 +118,9 @@ def load_checkpoint(path: Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged or foreign file
         raise RunError(f"{path} is damaged or not a mnistlab checkpoint ({type(exc).__name__}); start the run again") from None
-    if not isinstance(ckpt, dict) or not {"model", "history"} <= set(ckpt) or not {"epoch", "step"} & set(ckpt):
-        raise RunError(f"{path} is not a mnistlab checkpoint (missing model/epoch/history)")  # "step": across environments
+    if not isinstance(ckpt, dict) or not {"model", "history"} <= set(ckpt) or not {"epoch", "step", "task"} & set(ckpt):
+        # "step": across environments and from few labels; "task": continual learning
+        raise RunError(f"{path} is not a mnistlab checkpoint (missing model/epoch/history)")
     return ckpt
 
 
