@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from mnistlab.continual import run_continual
-from mnistlab.continual.metrics import over_seeds
 from mnistlab.devices import hardware_name
+from mnistlab.evaluate.stats import over_seeds
 
 PUBLISHED = {  # van de Ven & Tolias 2019, Table (Split MNIST), average accuracy in percent
     ("class", "naive"): 19.90, ("class", "ewc"): 20.01, ("class", "online-ewc"): 19.96, ("class", "si"): 19.99,

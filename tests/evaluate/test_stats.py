@@ -80,7 +80,10 @@ def test_over_seeds_is_a_t_interval():
     assert s["mean"] == pytest.approx(0.992) and s["std"] == pytest.approx(math.sqrt(2.5e-6))
     half = 2.776445 * math.sqrt(2.5e-6) / math.sqrt(5)  # t(0.975, 4 degrees of freedom), from the tables
     assert s["interval"] == [pytest.approx(0.992 - half, abs=1e-7), pytest.approx(0.992 + half, abs=1e-7)]
-    assert stats.over_seeds([0.99])["std"] == 0.0
+    assert stats.over_seeds([0.99])["std"] == 0.0 and stats.over_seeds([0.99])["interval"] is None  # one seed: none
+    # a quantity that may be negative (backward transfer) is not clamped into [0, 1]
+    unbounded = stats.over_seeds([-0.9, -0.8], bounds=None)["interval"]
+    assert unbounded[0] < -0.9 and unbounded[1] < 0 and stats.over_seeds([-0.9, -0.8])["interval"][0] == 0.0
 
 
 def test_welch_against_its_formula():

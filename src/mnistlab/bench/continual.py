@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnistlab.bench.queue import Queue, collect, open_queue, run_workers
-from mnistlab.continual.metrics import over_seeds
 from mnistlab.continual.strategies import STRATEGIES, WITH_BUFFER
 from mnistlab.errors import InvalidArgument, UnknownName
+from mnistlab.evaluate.stats import over_seeds
 from mnistlab.fileio import atomic_write_bytes, atomic_write_json, ensure_dir
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def table(records: list[dict], strategies: list[str]) -> list[dict]:
             pub = PUBLISHED.get((b, s, st))
             rows.append({"benchmark": b, "scenario": s, "strategy": st, "seeds": len(mine),
                          "average_accuracy": over_seeds([r["average_accuracy"] for r in mine]) if mine else None,
-                         "backward_transfer": over_seeds([r["backward_transfer"] for r in mine]) if mine else None,
+                         "backward_transfer": over_seeds([r["backward_transfer"] for r in mine], bounds=None) if mine else None,
                          "published": None if pub is None else {"value": pub[0], "source": pub[1]}})
     return rows
 

@@ -51,7 +51,7 @@ def run_curves(sizes: list[int], datasets: list[str] | None = None, models: list
                 kw = {**(settings or {}), "train_subset": None if n >= train_n else n}
                 row = _bench_cell("curves", dataset, model, kw, seeds, out / f"n{n}", data_dir, None, None, None)
                 trained = [len(np.load(Path(p) / "split.npz")["train"]) for p in row["runs"]]
-                interval = stats.over_seeds(row["accuracy_all"])["interval"] if len(row["accuracy_all"]) > 1 else None
+                interval = stats.over_seeds(row["accuracy_all"])["interval"]
                 rows.append({**row, "train_size": n, "trained_on": trained, "interval": interval})
     result = {"sizes": sorted({n for s in per_dataset.values() for n in s}), "seeds": seeds,
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "versions": versions()}

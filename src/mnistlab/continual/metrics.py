@@ -1,5 +1,5 @@
 """The metrics of an accuracy matrix R (R[i][j]: accuracy on task j after training tasks 0..i), as Lopez-Paz & Ranzato
-2017 ("Gradient Episodic Memory") define them, and their intervals over seeds.
+2017 ("Gradient Episodic Memory") define them (their intervals over seeds: evaluate/stats.over_seeds).
 
     average accuracy     the mean of the last row: every task's accuracy at the end
     backward transfer    mean over j < T-1 of R[T-1][j] - R[j][j]: how much learning later tasks changed the earlier
@@ -32,14 +32,3 @@ def summary(rows: list[list[float]], baseline: list[float]) -> dict:
             "average_accuracy": average_accuracy(rows), "backward_transfer": backward_transfer(rows),
             "forward_transfer": forward_transfer(rows, baseline)}
 
-
-def over_seeds(values: list[float]) -> dict:
-    """Mean, standard deviation and a 95% t interval of the mean over seeds."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return {"mean": float(v.mean()), "std": None, "interval": None, "n": len(v)}
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)), "interval": [float(v.mean() - half),
-                                                                            float(v.mean() + half)], "n": len(v)}

@@ -57,16 +57,22 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
-def over_seeds(values: list[float], level: float = LEVEL) -> dict:
-    """Mean, sample std and a t interval on the mean of one recipe's accuracies over seeds (kept within [0, 1])."""
+def over_seeds(values: list[float], level: float = LEVEL, bounds: tuple[float, float] | None = (0.0, 1.0)) -> dict:
+    """Mean, sample std and a t interval on the mean of one recipe's results over seeds, kept within `bounds` (an
+    accuracy's [0, 1]; None for a quantity without them, such as backward transfer). One seed has no interval (None)."""
     from scipy.stats import t
 
     x = np.asarray(values, float)
     k = len(x)
     mean = float(x.mean()) if k else math.nan
     std = float(x.std(ddof=1)) if k > 1 else 0.0
-    half = float(t.ppf(0.5 + level / 2, k - 1)) * std / math.sqrt(k) if k > 1 else math.nan
-    return {"seeds": k, "mean": mean, "std": std, "interval": [max(0.0, mean - half), min(1.0, mean + half)]}
+    if k < 2:
+        return {"seeds": k, "mean": mean, "std": std, "interval": None}
+    half = float(t.ppf(0.5 + level / 2, k - 1)) * std / math.sqrt(k)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return {"seeds": k, "mean": mean, "std": std, "interval": [low, high]}
 
 
 def welch(a: list[float], b: list[float]) -> float:
