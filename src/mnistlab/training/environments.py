@@ -223,22 +223,16 @@ def train_across(folder, ds, progress: bool = False, on_step=None):
 def finish_across(folder, net, envs: Environments, history: list[dict], seconds: float, device):
     """The final files: the weights of the last step and metrics.json (each environment's accuracies, the test
     accuracy, the selections within the run)."""
-    import torch
-
-    from mnistlab.models import count_params
-    from mnistlab.training.record import final_metrics
+    from mnistlab.training.record import finish_own_loop
 
     last = history[-1]["environments"]
     described = envs.describe()
     test = [last[n]["in"] for n in described["test"] if "in" in last.get(n, {})]
     trained = [last[n]["in"] for n in described["train"] if "in" in last.get(n, {})]
-    folder.save_weights({k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()})
-    cfg = folder.cfg
-    metrics = {"test_accuracy": float(np.mean(test)) if test else None, "val_accuracy": history[-1].get("val_accuracy"),
-               "train_accuracy": float(np.mean(trained)) if trained else None,
-               "environments": {n: {**last.get(n, {}), "role": envs.role(e)} for e, n in enumerate(envs.names)},
-               "trained_on": described["train"], "tested_on": described["test"], "environment_sizes": described["sizes"],
-               "algorithm": cfg.algorithm or "erm", "selection": select(history, described), "steps": history[-1]["step"],
-               "train_seconds": seconds, "params": count_params(net), "device": str(device), "precision": "fp32",
-               "step_kind": "eager", "threads": torch.get_num_threads(), "temperature": 1.0}
-    return folder.save_metrics(final_metrics(folder, metrics, device))
+    return finish_own_loop(folder, net, {
+        "test_accuracy": float(np.mean(test)) if test else None, "val_accuracy": history[-1].get("val_accuracy"),
+        "train_accuracy": float(np.mean(trained)) if trained else None,
+        "environments": {n: {**last.get(n, {}), "role": envs.role(e)} for e, n in enumerate(envs.names)},
+        "trained_on": described["train"], "tested_on": described["test"], "environment_sizes": described["sizes"],
+        "algorithm": folder.cfg.algorithm or "erm", "selection": select(history, described),
+        "steps": history[-1]["step"]}, seconds, device)

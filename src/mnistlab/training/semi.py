@@ -273,16 +273,10 @@ def _ema(teacher, student, decay: float) -> None:
 
 
 def _finish(folder, net, history: list[dict], seconds: float, device, unlabelled: int):
-    import torch
-
-    from mnistlab.models import count_params
-    from mnistlab.training.record import final_metrics
+    from mnistlab.training.record import finish_own_loop
 
     cfg, last = folder.cfg, history[-1]
-    folder.save_weights({k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()})
-    metrics = {"test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"),
-               "val_accuracy": last.get("val_accuracy"), "labels": cfg.labels, "unlabelled": unlabelled,
-               "semi": cfg.semi or "supervised", "steps": last["step"], "train_seconds": seconds,
-               "params": count_params(net), "device": str(device), "precision": "fp32", "step_kind": "eager",
-               "threads": torch.get_num_threads(), "temperature": 1.0}
-    return folder.save_metrics(final_metrics(folder, metrics, device))
+    return finish_own_loop(folder, net, {
+        "test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"),
+        "val_accuracy": last.get("val_accuracy"), "labels": cfg.labels, "unlabelled": unlabelled,
+        "semi": cfg.semi or "supervised", "steps": last["step"]}, seconds, device)
