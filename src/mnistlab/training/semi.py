@@ -124,6 +124,8 @@ class _Semi:
     val: tuple | None
     test: tuple | None
     device: object
+    weak: object  # the augmentations, parsed once
+    strong: object
 
 
 def _setup(folder, ds, test_ds) -> _Semi:
@@ -135,6 +137,7 @@ def _setup(folder, ds, test_ds) -> _Semi:
     from mnistlab.training.engine import Engine, pick_device
     from mnistlab.training.step import make_optimizer
     from mnistlab.training.tensors import to_tensors
+    from mnistlab.vocabulary import parse_augment
 
     cfg = folder.cfg
     device = pick_device(cfg.device)
@@ -151,7 +154,8 @@ def _setup(folder, ds, test_ds) -> _Semi:
     xu, _ = to_tensors(ds.images, np.zeros(len(ds.labels), np.int64), device, idx=unl)  # images only
     return _Semi(net, teacher, opt, xl, yl, xu, np.asarray(ds.labels)[unl],
                  to_tensors(ds.images, ds.labels, device, idx=split.val) if len(split.val) else None,
-                 to_tensors(test_ds.images, test_ds.labels, device) if test_ds is not None else None, device)
+                 to_tensors(test_ds.images, test_ds.labels, device) if test_ds is not None else None, device,
+                 parse_augment(cfg.augment if cfg.augment != "none" else WEAK), parse_augment(STRONG))
 
 
 def _step(s: _Semi, cfg, gen, aug_gen, weight: float, tally: dict) -> None:
@@ -160,9 +164,8 @@ def _step(s: _Semi, cfg, gen, aug_gen, weight: float, tally: dict) -> None:
     import torch.nn.functional as F
 
     from mnistlab.training.augment import augment_batch
-    from mnistlab.vocabulary import parse_augment
 
-    weak, strong = parse_augment(cfg.augment if cfg.augment != "none" else WEAK), parse_augment(STRONG)
+    weak, strong = s.weak, s.strong
     il = torch.randint(len(s.xl), (cfg.batch_size,), generator=gen).to(s.device)
     xlb, ylb = augment_batch(s.xl[il], weak, aug_gen), s.yl[il]
     loss_u = torch.zeros((), device=s.device)
