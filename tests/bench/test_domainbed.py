@@ -76,7 +76,8 @@ def test_a_small_protocol_end_to_end_with_two_workers(real_home, tmp_path):
     args = dict(hparams=2, trials=1, steps=2, checkpoint_every=1, model="irm-mlp", out=tmp_path / "bench",
                 data_dir=real_home, extra={"model_args": {"hidden": 16}})
     result = run_protocol(["colored-mnist-domainbed"], ["erm", "vrex"], jobs=2, **args)
-    assert result["runs"] == 2 * 6 * 2 and result["states"] == {"complete": 24}  # every job once, by either worker
+    # every job once, by either worker (a job failed as stale on a loaded machine is run again: a "fail" beside)
+    assert result["runs"] == 2 * 6 * 2 and result["states"]["complete"] == 24
     for selection in ("training_domain", "leave_one_out", "oracle"):
         rows = result["tables"][selection]["datasets"]["colored-mnist-domainbed"]
         for row in rows.values():
@@ -90,7 +91,7 @@ def test_a_small_protocol_end_to_end_with_two_workers(real_home, tmp_path):
     md = (tmp_path / "bench" / "domainbed.md").read_text()
     assert "| ERM |" in md and "(28.7)" in md and "leave-one-domain-out" in md
     again = run_protocol(["colored-mnist-domainbed"], ["erm", "vrex"], **args)  # joins the finished study: no new run
-    assert again["states"] == {"complete": 24} and again["tables"] == result["tables"]
+    assert again["states"] == result["states"] and again["tables"] == result["tables"]
     with pytest.raises(SweepError, match="made for another protocol"):
         run_protocol(["colored-mnist-domainbed"], ["erm"], **args)
     proc = subprocess.run([sys.executable, "-m", "mnistlab", "bench", "--protocol", "domainbed", "--dataset",

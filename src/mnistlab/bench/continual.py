@@ -74,7 +74,7 @@ def run_protocol(strategies: list[str] | None = None, *, seeds: int = 3, buffer:
     ensure_dir(out / "runs", "pass --out to a writable folder")
     identity = {"strategies": strategies, "seeds": seeds, "buffer": buffer, "iterations": iterations, "extra": dict(extra or {})}
     q = Queue("continual", identity, storage or f"sqlite:///{(out / 'study.db').resolve()}", study or "continual",
-              threads=threads, budget_minutes=budget_minutes)
+              threads=threads, budget_minutes=budget_minutes, locks=str(out / "runs"))
     job_list = make_jobs(strategies, seeds, buffer, iterations, extra)
     study_obj = open_queue(q, job_list)
     load_dataset("mnist", "train", data_dir=data_dir)  # fetched once, before the workers start

@@ -206,7 +206,8 @@ def _run(p: Protocol, job: dict) -> list[dict]:
 
 
 def queue_of(p: Protocol) -> Queue:
-    return Queue("domainbed", p.identity(), p.storage, p.study, p.heartbeat, p.threads, p.budget_minutes)
+    return Queue("domainbed", p.identity(), p.storage, p.study, p.heartbeat, p.threads, p.budget_minutes,
+                 locks=str(p.out / "runs"))
 
 
 def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None = None, *, hparams: int = 20,

@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from mnistlab.errors import MnistlabError
 
@@ -32,6 +33,7 @@ class Queue:
     heartbeat: int = 10
     threads: int | None = None
     budget_minutes: float | None = None
+    locks: str | None = None  # a folder for the jobs' locks: a job queued again waits there for its first runner
 
 
 class _NotQueued(Exception):
@@ -73,7 +75,7 @@ def work(q: Queue, jobs: list[dict], run: Callable[[dict], list], say: Callable[
 def _work(q: Queue, jobs: list[dict], run: Callable[[dict], list], say: Callable[[str], None]) -> str:
     from optuna.trial import TrialState
 
-    from mnistlab.sweep.study import _quiet_optuna
+    from mnistlab.sweep.study import _quiet_optuna, optimize_one
 
     optuna = _quiet_optuna()
     if q.threads:
@@ -91,7 +93,8 @@ def _work(q: Queue, jobs: list[dict], run: Callable[[dict], list], say: Callable
         say(f"{job['key']}: started")
         t0 = time.perf_counter()
         try:
-            records = run(job)
+            with _held(q, job):
+                records = run(job)
         except MnistlabError as exc:
             trial.set_user_attr("error", str(exc))
             say(f"{job['key']} failed: {exc}")
@@ -107,11 +110,23 @@ def _work(q: Queue, jobs: list[dict], run: Callable[[dict], list], say: Callable
         if deadline is not None and time.monotonic() >= deadline:
             return "budget"
         if any(t.state == TrialState.WAITING for t in trials):
-            study.optimize(objective, n_trials=1, catch=(MnistlabError, _NotQueued))
+            optimize_one(study, objective, (MnistlabError, _NotQueued), say)
         elif any(t.state == TrialState.RUNNING for t in trials):
             time.sleep(max(1.0, q.heartbeat / 2))
         else:
             return "done"
+
+
+def _held(q: Queue, job: dict):
+    """The job's lock, waited for: a job another worker failed as stale (its heartbeats late) and queued again is
+    run once that worker is done with it (or dead), and then finds its run folder finished."""
+    import contextlib
+
+    from filelock import FileLock
+
+    if q.locks is None:
+        return contextlib.nullcontext()
+    return FileLock(str(Path(q.locks) / (job["key"].replace("/", "+") + ".lock")))
 
 
 def _spawned(q: Queue, jobs: list[dict], run, worker: int) -> None:

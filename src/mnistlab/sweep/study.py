@@ -253,6 +253,7 @@ def trial_dir(plan: SweepPlan, number: int) -> Path:
 def _objective(plan: SweepPlan, study, say: Callable[[str], None]):
     import optuna
 
+    from mnistlab.run import Run
     from mnistlab.training import train
 
     def objective(trial) -> float:
@@ -283,7 +284,9 @@ def _objective(plan: SweepPlan, study, say: Callable[[str], None]):
         t0 = time.perf_counter()
         try:
             if resume is not None:
-                run = train(resume=resume, on_epoch_end=report, data_dir=plan.data_dir)
+                wait_for_run(resume)  # a worker late with its heartbeats may still be training it
+                run = Run(resume) if (resume / "metrics.json").exists() else train(
+                    resume=resume, on_epoch_end=report, data_dir=plan.data_dir)
             else:
                 run = train(plan.model, plan.dataset, out=out, on_epoch_end=report, data_dir=plan.data_dir,
                             seed=plan.seed, threads=plan.threads, evaluate_test=False, **_held_out(plan, settings))
@@ -324,6 +327,45 @@ def work(plan: SweepPlan, worker: int = 0, say: Callable[[str], None] | None = N
         return _work(plan, say)
 
 
+def optimize_one(study, objective, catch: tuple, say: Callable[[str], None]) -> None:
+    """`study.optimize` for one trial, where a trial that another worker failed as stale meanwhile is no error: a
+    worker whose heartbeats come late (a loaded machine) finds, when it reports, its trial failed and queued again;
+    its work is not lost, since the retry waits for the run folder's lock and reuses the finished run."""
+    import optuna
+    from optuna.trial import TrialState
+
+    taken: dict = {}
+
+    def tracked(trial):
+        taken["trial"] = trial
+        try:
+            value = objective(trial)
+        except (*catch, optuna.TrialPruned, optuna.exceptions.UpdateFinishedTrialError):  # the last: failed meanwhile
+            taken["ended"] = True
+            raise
+        taken["ended"] = True
+        return value
+
+    try:
+        study.optimize(tracked, n_trials=1, catch=catch)
+    except ValueError:  # optuna's tell refuses a trial that is no longer running
+        trial = taken.get("trial")
+        if not taken.get("ended") or study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+            raise
+        say(f"trial {trial.number} was failed as stale by another worker (this one's heartbeats came late) and "
+            "queued again; the retry reuses its run")
+
+
+def wait_for_run(folder: Path) -> None:
+    """Wait until no process trains the run in `folder` (its lock, see run/files.py: freed when that process ends
+    or dies)."""
+    from filelock import FileLock
+
+    if folder.is_dir():
+        with FileLock(str(folder / ".lock")):
+            pass
+
+
 def _work(plan: SweepPlan, say: Callable[[str], None] | None) -> str:
     from optuna.trial import TrialState
 
@@ -342,7 +384,7 @@ def _work(plan: SweepPlan, say: Callable[[str], None] | None) -> str:
         if any(t.state == TrialState.WAITING for t in trials) or sum(map(_takes_slot, trials)) < plan.trials:
             if deadline is not None and time.monotonic() >= deadline:
                 return "budget"
-            study.optimize(objective, n_trials=1, catch=(MnistlabError, _Surplus))
+            optimize_one(study, objective, (MnistlabError, _Surplus), say)
             continue
         if any(t.state == TrialState.RUNNING for t in trials):
             if deadline is not None and time.monotonic() >= deadline:
