@@ -103,5 +103,5 @@ def test_the_guide_runs(real_home, tmp_path, monkeypatch):
     # what the guide says the blocks make, they made
     for made in ("mnist-samples.png", "mnist-means.png", "augmented.png", "runs/cnn/report.html", "digits.onnx",
                  "sweeps/cnn/sweep.md", "runs/fashion-from-mnist/metrics.json", "steps", "runs/cnn/robustness.json",
-                 "colored-mnist.png", "runs/irm-colored/metrics.json"):
+                 "colored-mnist.png", "runs/irm-colored/metrics.json", "curves/curves.md", "runs/few-fixmatch/metrics.json"):
         assert (tmp_path / made).exists(), made

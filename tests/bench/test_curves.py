@@ -38,5 +38,5 @@ def test_a_small_curve(real_home, tmp_path):
     assert rows[100]["accuracy_mean"] < rows[500]["accuracy_mean"] < rows[60000]["accuracy_mean"]
     assert rows[100]["interval"][0] <= rows[100]["accuracy_mean"] <= rows[100]["interval"][1]
     md = (tmp_path / "c" / "curves.md").read_text()
-    assert "| mnist | logreg |" in md and "60,000" in md
+    assert "| mnist | logreg |" in md and "60,000" in md and "88.00% (linear classifier (1-layer NN)" in md
     assert (tmp_path / "c" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,7 +2,8 @@
 balanced, seeded, nested subsets of the training set (`train_subset`: the first n/classes images of each class in the
 seed's order, so the 100 of a seed lie inside its 300, inside its 1,000...), tested on the whole test set, `seeds`
 times per size; a size as large as the training set means all of it. Each run keeps its subset in its split.npz.
-Writes curves.json, curves.md (accuracy and 95% interval per size) and curves.png (log-x, a line per model).
+Writes curves.json, curves.md (accuracy and 95% interval per size, the published results on the whole training set
+beside) and curves.png (log-x, a line per model, a cross for each published result).
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def run_curves(sizes: list[int], datasets: list[str] | None = None, models: list
 def markdown(result: dict) -> str:
     sizes = result["sizes"]
     lines = [f"# Learning curves: test accuracy by training images ({result['seeds']} seed(s) each; 95% interval over "
-             "seeds in brackets)", "", "| dataset | model | " + " | ".join(f"{n:,}" for n in sizes) + " |",
-             "|---|---|" + "---:|" * len(sizes)]
+             "seeds in brackets); the published results beside were measured on the whole training set", "",
+             "| dataset | model | " + " | ".join(f"{n:,}" for n in sizes) + " | published (all training images) |",
+             "|---|---|" + "---:|" * len(sizes) + "---|"]
     cells: dict[tuple, dict] = {(r["dataset"], r["model"], r["train_size"]): r for r in result["rows"]}
     for dataset, model in dict.fromkeys((r["dataset"], r["model"]) for r in result["rows"]):
         texts = []
@@ -82,7 +84,9 @@ def markdown(result: dict) -> str:
             if r["interval"]:
                 text += f" ({r['interval'][0]:.2%}-{r['interval'][1]:.2%})"
             texts.append(text)
-        lines.append(f"| {dataset} | {label(model)} | " + " | ".join(texts) + " |")
+        refs = next((r["references"] for r in result["rows"] if (r["dataset"], r["model"]) == (dataset, model)), [])
+        published = "; ".join(f"{x['accuracy']:.2%} ({x['description']}; {x['source']})" for x in refs) or "-"
+        lines.append(f"| {dataset} | {label(model)} | " + " | ".join(texts) + f" | {published} |")
     return "\n".join(lines) + "\n"
 
 
@@ -96,8 +100,12 @@ def figure(rows: list[dict]):
     for ax, ds in zip(axes[0], datasets):
         for model in dict.fromkeys(r["model"] for r in rows if r["dataset"] == ds):
             pts = [r for r in rows if (r["dataset"], r["model"]) == (ds, model) and r["accuracy_mean"] is not None]
-            ax.errorbar([r["train_size"] for r in pts], [r["accuracy_mean"] for r in pts],
-                        yerr=[r["accuracy_std"] or 0 for r in pts], marker="o", capsize=3, label=label(model))
+            line = ax.errorbar([r["train_size"] for r in pts], [r["accuracy_mean"] for r in pts],
+                               yerr=[r["accuracy_std"] or 0 for r in pts], marker="o", capsize=3, label=label(model))
+            refs = next((r["references"] for r in rows if (r["dataset"], r["model"]) == (ds, model)), [])
+            n_all = get_spec(ds).sizes["train"]
+            for x in refs:  # a published result on the whole training set (at its size): a cross of the model's colour
+                ax.plot([n_all], [x["accuracy"]], "x", color=line[0].get_color(), markersize=8)
         ax.set_xscale("log")
         ax.set(xlabel="training images (log scale)", ylabel="test accuracy", title=ds)
         ax.grid(alpha=0.3, which="both")
