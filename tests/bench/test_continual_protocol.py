@@ -31,7 +31,8 @@ def test_a_small_protocol_with_two_workers(real_home, tmp_path):
     args = dict(seeds=1, buffer=100, iterations=15, out=tmp_path / "bench", data_dir=real_home, threads=1,
                 extra={"model_args": {"hidden": [32]}, "batch_size": 32})
     result = run_protocol(["naive", "replay"], jobs=2, **args)
-    assert result["states"]["complete"] == 6 and result["runs"] == 6  # (a job failed as stale would add a "fail")
+    assert result["states"]["complete"] == 6 and set(result["states"]) <= {"complete", "fail"} and result["runs"] == 6
+    # (a job failed as stale, its worker's heartbeats late, would add a "fail" beside)
     cells = {(r["benchmark"], r["scenario"], r["strategy"]): r for r in result["table"]}
     assert len(cells) == 6 and all(c["seeds"] == 1 and 0 <= c["average_accuracy"]["mean"] <= 1 for c in cells.values())
     run = json.loads((tmp_path / "bench" / "runs" / "split-mnist" / "class" / "replay" / "s0" / "metrics.json").read_text())

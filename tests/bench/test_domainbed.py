@@ -77,7 +77,7 @@ def test_a_small_protocol_end_to_end_with_two_workers(real_home, tmp_path):
                 data_dir=real_home, extra={"model_args": {"hidden": 16}})
     result = run_protocol(["colored-mnist-domainbed"], ["erm", "vrex"], jobs=2, **args)
     # every job once, by either worker (a job failed as stale on a loaded machine is run again: a "fail" beside)
-    assert result["runs"] == 2 * 6 * 2 and result["states"]["complete"] == 24
+    assert result["runs"] == 2 * 6 * 2 and result["states"]["complete"] == 24 and set(result["states"]) <= {"complete", "fail"}
     for selection in ("training_domain", "leave_one_out", "oracle"):
         rows = result["tables"][selection]["datasets"]["colored-mnist-domainbed"]
         for row in rows.values():

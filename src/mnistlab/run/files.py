@@ -18,6 +18,7 @@ from mnistlab.fileio import atomic_write, atomic_write_json, ensure_dir, storage
 
 RUNS_DIR = Path("runs")
 RUN_HINT = "pass --out to a writable folder"
+LOCK = ".lock"  # the run folder's lock file (take_lock)
 
 
 def new_run_dir(out: str | Path | None, model: str, dataset: str) -> Path:
@@ -25,7 +26,7 @@ def new_run_dir(out: str | Path | None, model: str, dataset: str) -> Path:
     (made here, with a suffix -2, -3... when another run took the name in the same second)."""
     if out is not None:
         path = Path(out)
-        if path.exists() and (not path.is_dir() or any(p.name != ".lock" for p in path.iterdir())):
+        if path.exists() and (not path.is_dir() or any(p.name != LOCK for p in path.iterdir())):
             raise RunError(f"{path} already exists and is not an empty folder; choose another --out or use --resume {path}")
         return ensure_dir(path, RUN_HINT, RunError)
     from mnistlab.models.reference import label
@@ -51,7 +52,7 @@ def take_lock(run_dir: Path, new: bool = False, resume: str | None = None):
     started a run in it in the meantime). `resume`: how to resume such a run (default mnistlab train --resume)."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    lock = FileLock(str(run_dir / LOCK), timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -59,10 +60,19 @@ def take_lock(run_dir: Path, new: bool = False, resume: str | None = None):
                       f"(or stop it), then {resume or f'mnistlab train --resume {run_dir}'}") from None
     except OSError as exc:
         raise storage_error(exc, run_dir, RUN_HINT, RunError) from None
-    if new and any(p.name != ".lock" for p in run_dir.iterdir()):
+    if new and any(p.name != LOCK for p in run_dir.iterdir()):
         lock.release()
         raise RunError(f"{run_dir} was just taken by another run; choose another --out")
     return lock
+
+
+def wait_for_run(run_dir: Path) -> None:
+    """Wait until no process holds the run folder's lock (`take_lock`): the run it was training has ended, or died."""
+    from filelock import FileLock
+
+    if run_dir.is_dir():
+        with FileLock(str(run_dir / LOCK)):
+            pass
 
 
 @contextlib.contextmanager

@@ -253,7 +253,7 @@ def trial_dir(plan: SweepPlan, number: int) -> Path:
 def _objective(plan: SweepPlan, study, say: Callable[[str], None]):
     import optuna
 
-    from mnistlab.run import Run
+    from mnistlab.run.files import wait_for_run
     from mnistlab.training import train
 
     def objective(trial) -> float:
@@ -284,9 +284,8 @@ def _objective(plan: SweepPlan, study, say: Callable[[str], None]):
         t0 = time.perf_counter()
         try:
             if resume is not None:
-                wait_for_run(resume)  # a worker late with its heartbeats may still be training it
-                run = Run(resume) if (resume / "metrics.json").exists() else train(
-                    resume=resume, on_epoch_end=report, data_dir=plan.data_dir)
+                wait_for_run(resume)  # a worker late with its heartbeats may still be training it (a finished run
+                run = train(resume=resume, on_epoch_end=report, data_dir=plan.data_dir)  # is read back, not retrained)
             else:
                 run = train(plan.model, plan.dataset, out=out, on_epoch_end=report, data_dir=plan.data_dir,
                             seed=plan.seed, threads=plan.threads, evaluate_test=False, **_held_out(plan, settings))
@@ -354,16 +353,6 @@ def optimize_one(study, objective, catch: tuple, say: Callable[[str], None]) -> 
             raise
         say(f"trial {trial.number} was failed as stale by another worker (this one's heartbeats came late) and "
             "queued again; the retry reuses its run")
-
-
-def wait_for_run(folder: Path) -> None:
-    """Wait until no process trains the run in `folder` (its lock, see run/files.py: freed when that process ends
-    or dies)."""
-    from filelock import FileLock
-
-    if folder.is_dir():
-        with FileLock(str(folder / ".lock")):
-            pass
 
 
 def _work(plan: SweepPlan, say: Callable[[str], None] | None) -> str:
