@@ -68,6 +68,7 @@ class TrainConfig:
     unlabelled_weight: float | None = None  # with --semi: the unlabelled loss's weight (None: fixmatch 1, pseudo-label 3, mean-teacher 10)
     rampup: int | None = None  # with --semi: steps over which that weight ramps up (None: fixmatch 0, others 40% of the steps)
     teacher_decay: float = 0.99  # mean-teacher: the teacher's moving-average decay
+    align: bool = False  # fixmatch, pseudo-label: distribution alignment (ReMixMatch): answers scaled by labelled prior / running mean
 
     def validate(self) -> "TrainConfig":
         from mnistlab.tta import check_tta  # imported here: reading a run's config needs no torch

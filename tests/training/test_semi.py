@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from mnistlab.config import TrainConfig
-from mnistlab.training.semi import labelled_split, ramp, unlabelled_loss, unlabelled_rows
+from mnistlab.training.semi import Alignment, labelled_split, ramp, unlabelled_loss, unlabelled_rows
 
 TINY = dict(steps=4, checkpoint_every=2, batch_size=16, unlabelled_ratio=2, model_args={"hidden": [32]}, threads=1,
             device="cpu")
@@ -51,6 +51,21 @@ def test_unlabelled_losses_by_hand():
     assert pseudo is None and float(loss) == pytest.approx(float(((p - teacher) ** 2).sum(1).mean()), rel=1e-6)
     assert ramp(0, 100) == pytest.approx(math.exp(-5)) and ramp(50, 100) == pytest.approx(math.exp(-1.25))
     assert ramp(100, 100) == 1.0 and ramp(3, 0) == 1.0
+
+
+def test_distribution_alignment_by_hand():
+    align = Alignment(torch.tensor([0.5, 0.5]), batches=2)
+    first = torch.tensor([[0.9, 0.1], [0.7, 0.3]])  # mean (0.8, 0.2)
+    assert align.scale(first).tolist() == pytest.approx([0.5 / 0.8, 0.5 / 0.2])
+    align.scale(torch.tensor([[0.4, 0.6]]))  # running mean over both batches: (0.6, 0.4)
+    third = align.scale(torch.tensor([[0.2, 0.8]]))  # the first batch has left the window: (0.3, 0.7)
+    assert third.tolist() == pytest.approx([0.5 / 0.3, 0.5 / 0.7])
+    # the scaled answer decides: p = (0.9, 0.1) scaled by (0.5, 4.5) is (0.45, 0.45) / 0.9 -> 0.5 each, not confident
+    weak = torch.log(torch.tensor([[0.9, 0.1]]))
+    loss, mask, _ = unlabelled_loss("fixmatch", weak, weak, None, 0.6, torch.tensor([0.5, 4.5]))
+    assert mask.tolist() == [False] and float(loss) == 0
+    loss, mask, pseudo = unlabelled_loss("fixmatch", weak, weak, None, 0.6, torch.tensor([1.0, 0.25]))
+    assert mask.tolist() == [True] and pseudo.tolist() == [0]  # (0.9, 0.025) / 0.925: 0.973 for class 0
 
 
 @pytest.mark.realdata
@@ -89,10 +104,12 @@ def test_each_method_trains_and_never_reads_an_unlabelled_label(semi, real_home,
 
 
 @pytest.mark.realdata
-def test_killed_semi_run_resumes_to_the_same_weights(real_home, tmp_path):
-    args = ["train", "--model", "mlp", "--model-arg", "hidden=[32]", "--labels", "20", "--semi", "mean-teacher",
+@pytest.mark.parametrize("method", [["--semi", "mean-teacher"], ["--semi", "fixmatch", "--align", "--threshold", "0.3"]])
+def test_killed_semi_run_resumes_to_the_same_weights(method, real_home, tmp_path):
+    """Teacher, optimiser, weight average and the alignment's running mean all come back; the average is saved."""
+    args = ["train", "--model", "mlp", "--model-arg", "hidden=[32]", "--labels", "20", *method,
             "--steps", "4", "--checkpoint-every", "2", "--batch-size", "16", "--unlabelled-ratio", "2", "--threads", "1",
-            "--device", "cpu", "--data-dir", str(real_home), "--quiet"]
+            "--ema", "0.5", "--device", "cpu", "--data-dir", str(real_home), "--quiet"]
     killer = Path(__file__).parents[1] / "killed.py"
     killed = subprocess.run([sys.executable, str(killer), *args, "--out", str(tmp_path / "k")], capture_output=True, text=True)
     assert killed.returncode == -9 and not (tmp_path / "k" / "metrics.json").exists()
@@ -101,6 +118,14 @@ def test_killed_semi_run_resumes_to_the_same_weights(real_home, tmp_path):
     whole = subprocess.run([sys.executable, "-m", "mnistlab", *args, "--out", str(tmp_path / "w")], capture_output=True, text=True)
     assert resumed.returncode == 0 and whole.returncode == 0, resumed.stderr + whole.stderr
     assert (tmp_path / "k" / "model.safetensors").read_bytes() == (tmp_path / "w" / "model.safetensors").read_bytes()
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "w" / "model.safetensors")
+    ckpt = torch.load(tmp_path / "w" / "checkpoint.pt", weights_only=True)
+    average, trained = ckpt["average"]["module"], ckpt["model"]
+    weights = [k for k in saved if k in trained and "weight" in k]
+    assert weights and all(torch.equal(saved[k], average[k]) for k in weights)
+    assert not all(torch.equal(saved[k], trained[k]) for k in weights)  # the average, not the trained weights
 
 
 @pytest.mark.realdata
@@ -110,6 +135,7 @@ def test_killed_semi_run_resumes_to_the_same_weights(real_home, tmp_path):
     (["--model", "mlp", "--labels", "60000"], "leave no unlabelled image"),
     (["--model", "logreg", "--labels", "100", "--semi", "fixmatch"], "logreg"),
     (["--model", "mlp", "--labels", "100", "--semi", "mixmatch"], "semi-supervised method"),
+    (["--model", "mlp", "--labels", "100", "--semi", "mean-teacher", "--align"], "--align adjusts pseudo-labels"),
 ])
 def test_bad_few_label_settings(args, words, real_home, tmp_path, capsys):
     from mnistlab.cli import invoke

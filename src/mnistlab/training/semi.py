@@ -8,7 +8,10 @@ rest of the training set unlabelled, and `--semi` the way the unlabelled images 
     mean-teacher   the net's answers pulled towards those of its exponential moving average (the teacher) on other
                    augmentations of the same images, the consistency weight ramped up (Tarvainen & Valpola 2017)
 
-Without `--semi`, `--labels N` trains on the N labelled images alone with the same steps: the supervised baseline.
+With `--align` (fixmatch, pseudo-label) the answers on unlabelled images are distribution-aligned before the
+threshold (ReMixMatch; `Alignment`). With `--ema D` the weights' moving average (decay D) is what is evaluated and
+saved, for every method (FixMatch's paper evaluates such an average, decay 0.999). Without `--semi`, `--labels N`
+trains on the N labelled images alone with the same steps: the supervised baseline.
 
     train_semi -> per block of `checkpoint_every` steps (the block's generator seeded from (seed, block)):
                   a labelled batch (weak augmentation) and an unlabelled one, one forward pass over them all, the
@@ -68,6 +71,9 @@ def check_semi(cfg, spec, family: str) -> None:
         from mnistlab.errors import UnknownName
 
         raise UnknownName("semi-supervised method", cfg.semi, METHODS)
+    if cfg.align and cfg.semi not in ("fixmatch", "pseudo-label"):
+        raise InvalidArgument(f"--align adjusts pseudo-labels: use it with --semi fixmatch or pseudo-label, not "
+                              f"{cfg.semi or 'without --semi'}")
     if family != "neural":
         raise InvalidArgument(f"--labels/--semi train a neural net; {cfg.model!r} is a {family} model")
     k, n = spec.num_classes, spec.sizes.get("train", 0)
@@ -77,7 +83,7 @@ def check_semi(cfg, spec, family: str) -> None:
     if cfg.labels + cfg.val_split >= n:
         raise InvalidArgument(f"--labels {cfg.labels} and --val-split {cfg.val_split} leave no unlabelled image of the "
                               f"{n:,} in {spec.name}'s training set")
-    for given, what in ((cfg.train_subset is not None, "--train-subset (use --labels)"), (cfg.ema, "--ema"),
+    for given, what in ((cfg.train_subset is not None, "--train-subset (use --labels)"),
                         (cfg.adversarial != "none", "--adversarial"), (cfg.tta != "none", "--tta"),
                         (cfg.step == "cuda-graph", "--step cuda-graph"), (cfg.precision == "bf16", "--precision bf16"),
                         (cfg.init_from, "--init-from"), (cfg.logit_norm is not None, "--logit-norm")):
@@ -92,9 +98,10 @@ def ramp(step: int, length: int) -> float:
     return math.exp(-5 * (1 - step / length) ** 2)
 
 
-def unlabelled_loss(method: str, logits_weak, logits_strong, teacher_probs, threshold: float):
+def unlabelled_loss(method: str, logits_weak, logits_strong, teacher_probs, threshold: float, scale=None):
     """The method's loss on a batch of unlabelled images (before its weight), the mask of images whose pseudo-label
-    was used, and those pseudo-labels (None for mean-teacher, which uses the teacher's whole answer)."""
+    was used, and those pseudo-labels (None for mean-teacher, which uses the teacher's whole answer). `scale` (per
+    class): distribution alignment, each answer multiplied by it and normalised before the threshold."""
     import torch
     import torch.nn.functional as F
 
@@ -102,11 +109,43 @@ def unlabelled_loss(method: str, logits_weak, logits_strong, teacher_probs, thre
         loss = (F.softmax(logits_weak, 1) - teacher_probs).pow(2).sum(1).mean()
         return loss, torch.ones(len(logits_weak), dtype=torch.bool, device=logits_weak.device), None
     probs = F.softmax(logits_weak.detach(), 1)
+    if scale is not None:
+        probs = probs * scale
+        probs = probs / probs.sum(1, keepdim=True)
     confidence, pseudo = probs.max(1)
     mask = confidence >= threshold
     target_logits = logits_strong if method == "fixmatch" else logits_weak
     loss = (F.cross_entropy(target_logits, pseudo, reduction="none") * mask).mean()
     return loss, mask, pseudo
+
+
+ALIGN_BATCHES = 128  # ReMixMatch's running mean of the answers: over the last 128 batches
+
+
+class Alignment:
+    """Distribution alignment (Berthelot et al. 2020, ReMixMatch): the answers on unlabelled images scaled by the
+    labelled images' class shares over the running mean of the answers on the last 128 batches, so that the
+    pseudo-labels keep the classes' proportions instead of drifting towards the classes the net already favours."""
+
+    def __init__(self, prior, batches: int = ALIGN_BATCHES):
+        import torch
+
+        self.prior = prior
+        self.means = torch.zeros(batches, len(prior), device=prior.device)
+        self.seen = 0
+
+    def scale(self, probs):
+        """Record this batch's mean answer, and give the per-class scale: prior / the running mean."""
+        self.means[self.seen % len(self.means)] = probs.mean(0)
+        self.seen += 1
+        return self.prior / self.means[:min(self.seen, len(self.means))].mean(0)
+
+    def state_dict(self) -> dict:
+        return {"means": self.means.cpu().clone(), "seen": self.seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.means.copy_(state["means"])
+        self.seen = int(state["seen"])
 
 
 @dataclass
@@ -126,6 +165,12 @@ class _Semi:
     device: object
     weak: object  # the augmentations, parsed once
     strong: object
+    average: object  # with --ema: the weight average, evaluated and saved in the net's place (else None)
+    alignment: Alignment | None  # with --align
+
+    @property
+    def kept(self):
+        return self.average.module if self.average is not None else self.net
 
 
 def _setup(folder, ds, test_ds) -> _Semi:
@@ -134,6 +179,7 @@ def _setup(folder, ds, test_ds) -> _Semi:
     import torch
 
     from mnistlab.run import build_net
+    from mnistlab.training.averaging import WeightAverage
     from mnistlab.training.engine import Engine, pick_device
     from mnistlab.training.step import make_optimizer
     from mnistlab.training.tensors import to_tensors
@@ -155,7 +201,9 @@ def _setup(folder, ds, test_ds) -> _Semi:
     return _Semi(net, teacher, opt, xl, yl, xu, np.asarray(ds.labels)[unl],
                  to_tensors(ds.images, ds.labels, device, idx=split.val) if len(split.val) else None,
                  to_tensors(test_ds.images, test_ds.labels, device) if test_ds is not None else None, device,
-                 parse_augment(cfg.augment if cfg.augment != "none" else WEAK), parse_augment(STRONG))
+                 parse_augment(cfg.augment if cfg.augment != "none" else WEAK), parse_augment(STRONG),
+                 WeightAverage(net, cfg.ema) if cfg.ema else None,
+                 Alignment(torch.bincount(yl).float() / len(yl)) if cfg.align else None)
 
 
 def _step(s: _Semi, cfg, gen, aug_gen, weight: float, tally: dict) -> None:
@@ -181,7 +229,8 @@ def _step(s: _Semi, cfg, gen, aug_gen, weight: float, tally: dict) -> None:
             with torch.no_grad():
                 teacher_probs = F.softmax(s.teacher.train()(augment_batch(xub, weak, aug_gen)), 1)
         loss_l = F.cross_entropy(logits[0], ylb)
-        loss_u, mask, pseudo = unlabelled_loss(cfg.semi, logits[1], logits[-1], teacher_probs, cfg.threshold)
+        scale = s.alignment.scale(F.softmax(logits[1].detach(), 1)) if s.alignment is not None else None
+        loss_u, mask, pseudo = unlabelled_loss(cfg.semi, logits[1], logits[-1], teacher_probs, cfg.threshold, scale)
         if pseudo is not None:  # the record of the pseudo-labels: how many used, how many right
             m = mask.cpu().numpy()
             tally["used"] += int(m.sum())
@@ -191,6 +240,9 @@ def _step(s: _Semi, cfg, gen, aug_gen, weight: float, tally: dict) -> None:
     s.opt.zero_grad(set_to_none=True)
     loss.backward()
     s.opt.step()
+    if s.average is not None:
+        s.average.advance()
+        s.average.update()
     if s.teacher is not None:
         _ema(s.teacher, s.net, cfg.teacher_decay)
     for k, v in (("loss", loss), ("labelled", loss_l), ("unlabelled", loss_u)):
@@ -212,6 +264,10 @@ def train_semi(folder, ds, test_ds, progress: bool = False, on_step=None):
         s.opt.load_state_dict(ckpt["optimizer"])
         if s.teacher is not None:
             s.teacher.load_state_dict(ckpt["teacher"])
+        if s.average is not None:
+            s.average.load_state_dict(ckpt["average"])
+        if s.alignment is not None:
+            s.alignment.load_state_dict(ckpt["alignment"])
         step, history, seconds = int(ckpt["step"]), list(ckpt["history"]), float(ckpt["train_seconds"])
     total, every = cfg.steps or DEFAULT_STEPS, cfg.checkpoint_every
     while step < total:
@@ -230,13 +286,15 @@ def train_semi(folder, ds, test_ds, progress: bool = False, on_step=None):
         folder.save_epoch(history, [], {"model": {k: v.detach().cpu().clone() for k, v in s.net.state_dict().items()},
                                         "optimizer": s.opt.state_dict(), "step": step, "history": history,
                                         "train_seconds": seconds,
-                                        **({"teacher": s.teacher.state_dict()} if s.teacher is not None else {})})
+                                        **({"teacher": s.teacher.state_dict()} if s.teacher is not None else {}),
+                                        **({"average": s.average.state_dict()} if s.average is not None else {}),
+                                        **({"alignment": s.alignment.state_dict()} if s.alignment is not None else {})})
         if on_step:
             on_step(history[-1]["epoch"], history[-1])
         if progress:
             log.warning("step %d/%d  loss %.4f  test accuracy %s", step, total, history[-1]["train_loss"],
                         f"{history[-1]['test_accuracy']:.4f}" if "test_accuracy" in history[-1] else "-")
-    return _finish(folder, s.net, history, seconds, s.device, len(s.truth_u))
+    return _finish(folder, s.kept, history, seconds, s.device, len(s.truth_u))
 
 
 def _row(s: _Semi, cfg, block: int, start: int, end: int, tally: dict, weight: float, seconds: float) -> dict:
@@ -250,9 +308,11 @@ def _row(s: _Semi, cfg, block: int, start: int, end: int, tally: dict, weight: f
         row |= {"pseudo_labels_used": tally["used"] / max(tally["offered"], 1),
                 "pseudo_labels_right": tally["right"] / tally["used"] if tally["used"] else None}
     if s.val is not None:
-        row["val_loss"], row["val_accuracy"], _ = evaluate_net(s.net, *s.val, cfg.eval_batch_size)
+        row["val_loss"], row["val_accuracy"], _ = evaluate_net(s.kept, *s.val, cfg.eval_batch_size)
+        if s.average is not None:  # the trained weights themselves, beside their average
+            row["trained_val_accuracy"] = evaluate_net(s.net, *s.val, cfg.eval_batch_size)[1]
     if s.test is not None:
-        row["test_loss"], row["test_accuracy"], _ = evaluate_net(s.net, *s.test, cfg.eval_batch_size)
+        row["test_loss"], row["test_accuracy"], _ = evaluate_net(s.kept, *s.test, cfg.eval_batch_size)
     return row
 
 
