@@ -172,6 +172,12 @@ class _Semi:
     def kept(self):
         return self.average.module if self.average is not None else self.net
 
+    @property
+    def extras(self) -> dict:
+        """What a checkpoint holds beside the net and the optimiser: the teacher, the average, the alignment."""
+        return {k: v for k, v in (("teacher", self.teacher), ("average", self.average), ("alignment", self.alignment))
+                if v is not None}
+
 
 def _setup(folder, ds, test_ds) -> _Semi:
     import copy
@@ -262,12 +268,8 @@ def train_semi(folder, ds, test_ds, progress: bool = False, on_step=None):
     if ckpt is not None:
         s.net.load_state_dict(ckpt["model"])
         s.opt.load_state_dict(ckpt["optimizer"])
-        if s.teacher is not None:
-            s.teacher.load_state_dict(ckpt["teacher"])
-        if s.average is not None:
-            s.average.load_state_dict(ckpt["average"])
-        if s.alignment is not None:
-            s.alignment.load_state_dict(ckpt["alignment"])
+        for name, part in s.extras.items():
+            part.load_state_dict(ckpt[name])
         step, history, seconds = int(ckpt["step"]), list(ckpt["history"]), float(ckpt["train_seconds"])
     total, every = cfg.steps or DEFAULT_STEPS, cfg.checkpoint_every
     while step < total:
@@ -286,9 +288,7 @@ def train_semi(folder, ds, test_ds, progress: bool = False, on_step=None):
         folder.save_epoch(history, [], {"model": {k: v.detach().cpu().clone() for k, v in s.net.state_dict().items()},
                                         "optimizer": s.opt.state_dict(), "step": step, "history": history,
                                         "train_seconds": seconds,
-                                        **({"teacher": s.teacher.state_dict()} if s.teacher is not None else {}),
-                                        **({"average": s.average.state_dict()} if s.average is not None else {}),
-                                        **({"alignment": s.alignment.state_dict()} if s.alignment is not None else {})})
+                                        **{name: part.state_dict() for name, part in s.extras.items()}})
         if on_step:
             on_step(history[-1]["epoch"], history[-1])
         if progress:
