@@ -415,14 +415,12 @@ def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
 
 
 def _print_compare(res: dict) -> None:
-    from mnistlab.models.reference import label
-
     def pct(v):
         return "-" if v is None else f"{v:.2%}"
 
     table = Table("run", "model", "on", "accuracy", "95% interval", "errors", "loss", "train s", "params", box=None)
     for r in res["rows"]:
-        table.add_row(r["run"], label(r["model"]), f"{r['dataset']} {r['split']} ({r['n']:,})", pct(r["accuracy"]),
+        table.add_row(r["run"], r["name"], f"{r['dataset']} {r['split']} ({r['n']:,})", pct(r["accuracy"]),
                       f"{r['interval'][0]:.2%} - {r['interval'][1]:.2%}", f"{r['n'] - r['correct']:,}", f"{r['loss']:.4f}",
                       "-" if r["train_seconds"] is None else f"{r['train_seconds']:,.1f}", "-" if not r["params"] else f"{r['params']:,}")
     out.print(table)
@@ -434,10 +432,10 @@ def _print_compare(res: dict) -> None:
                           f"{lo:+.2%} to {hi:+.2%}", f"{p['p_value']:.3g}", f"{p['p_holm']:.3g}", p["verdict"])
         out.print(pairs)
     for g in res["groups"]:
-        out.print(f"{label(g['model'])} over {g['seeds']} seeds: {g['mean']:.2%} ± {g['std']:.2%} "
+        out.print(f"{g['name']} over {g['seeds']} seeds: {g['mean']:.2%} ± {g['std']:.2%} "
                   f"(95% interval of the mean {g['interval'][0]:.2%} - {g['interval'][1]:.2%})", markup=False, highlight=False)
     for p in res["group_pairs"]:
-        out.print(f"{label(p['a'])} - {label(p['b'])} over seeds: {p['difference']:+.2%}, Welch p {p['p_value']:.3g} "
+        out.print(f"{p['a']} - {p['b']} over seeds: {p['difference']:+.2%}, Welch p {p['p_value']:.3g} "
                   f"(Holm {p['p_holm']:.3g}): {p['verdict']}", markup=False, highlight=False)
 
 

@@ -35,7 +35,6 @@ def _fmt(v) -> str:
 def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write report.html and report.md for a finished run; return their paths."""
     run = run if isinstance(run, Run) else Run(run)
-    run.refuse_across_environments("report")
     if not run.complete:
         raise RunError(f"{run.path} did not finish (no metrics.json): resume it with mnistlab train --resume {run.path}")
     out = Path(out_dir) if out_dir else run.path
@@ -51,7 +50,7 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
 
     summary = [("test accuracy", ev["accuracy"]), ("errors", f"{ev['errors']:,} of {ev['n']:,}"), ("test loss", ev["loss"]),
                ("top-3 accuracy", ev["top_k_accuracy"].get("3")), ("macro F1", ev["macro_f1"]), ("ECE", ev["ece"]),
-               *_calibration_rows(m),
+               *_calibration_rows(m), *_environment_summary(m),
                ("train seconds", m.get("train_seconds")), ("parameters", m.get("params")),
                ("multiply-adds / image", m.get("macs")), ("test images / second", m.get("test_images_per_second"))]
     summary = [(k, v) for k, v in summary if v is not None]
@@ -63,7 +62,7 @@ def build_report(run: Run | str | Path, *, data_dir=None, out_dir: str | Path | 
     title = f"{run.config['model']} on {spec.title}"
 
     tables = {"confusion": ("Per-class metrics", ["class", "precision", "recall", "F1", "support"], _per_class_rows(ev)),
-              **_robustness_tables(robust), **_ood_tables(ood)}
+              **_environment_table(m), **_robustness_tables(robust), **_ood_tables(ood)}
     atomic_write_bytes(out / "report.html", _html(title, run, summary, cfg_rows, env_rows, tables, figures).encode(),
                        hint="the run folder must be writable", error=RunError)
     files = out / "report_files"
@@ -78,7 +77,13 @@ def _figures(run: Run, ev: dict, test, probs: np.ndarray, spec) -> dict[str, tup
     """The report's pictures of the run itself, by key: (caption, PNG)."""
     classes, history = run.classes, run.history
     figures: dict[str, tuple[str, bytes]] = {}
-    if history:
+    if run.config.get("test_environment") is not None:
+        m = run.metrics
+        selected = {k: v["step"] for k, v in (m.get("selection") or {}).items()}
+        roles = {n: v["role"] for n, v in m["environments"].items()}
+        figures["curves"] = ("Each environment as training went", plots.to_png(plots.environment_curves(
+            history, roles, selected, f"{run.config['model']}, {m['algorithm']}, tested on {', '.join(m['tested_on'])}")))
+    elif history:
         figures["curves"] = ("Learning curves", plots.to_png(plots.learning_curves(history, f"{run.config['model']} on {spec.name}",
                                                                                    curve=run.curve)))
     if any("pseudo_labels_used" in r for r in history):
@@ -207,6 +212,29 @@ def _ood_tables(ood: dict | None) -> dict:
     title = (f"Out-of-distribution detection against {', '.join(sets)} (AUROC / FPR at 95% TPR; {ood['in_distribution']}); "
              f"answers carry {ood['field']} by {ood['chosen']}, {ood['false_alarm_test']:.1%} of test images flagged")
     return {"ood": (title, ["detector", *sets, "right-vs-wrong AUROC"], rows)}
+
+
+def _environment_summary(m: dict) -> list[tuple[str, object]]:
+    """A run across environments: what it trained and was tested on, and DomainBed's selections within the run."""
+    if "trained_on" not in m:
+        return []
+    rows = [("algorithm", m["algorithm"]), ("trained on", ", ".join(m["trained_on"])), ("tested on", ", ".join(m["tested_on"])),
+            ("training environments' accuracy", m.get("train_accuracy")), ("steps", m.get("steps"))]
+    words = {"training_domain": "training-domain validation", "oracle": "oracle (test-domain validation: not a fair choice)"}
+    for kind, chosen in (m.get("selection") or {}).items():
+        rows.append((f"selected by {words.get(kind, kind)}",
+                     f"step {chosen['step']:,}: validation {chosen['val_accuracy']:.4f}, test {chosen['test_accuracy']:.4f}"))
+    return [(k, v) for k, v in rows if v is not None]
+
+
+def _environment_table(m: dict) -> dict:
+    """Each environment's role, size and accuracy at the end (the whole and its held-out part)."""
+    if "environments" not in m:
+        return {}
+    rows = [(name, e["role"], m["environment_sizes"][name]["in"] + m["environment_sizes"][name]["out"],
+             e.get("in", "-"), e.get("out", "-")) for name, e in m["environments"].items()]
+    return {"curves": ("Each environment at the end", ["environment", "role", "images", "accuracy (trained or tested part)",
+                                                       "accuracy (held-out part)"], rows)}
 
 
 def _calibration_rows(m: dict) -> list[tuple[str, object]]:

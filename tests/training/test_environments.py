@@ -42,12 +42,42 @@ def test_a_small_run_across_environments(real_home, tmp_path):
     import subprocess
     import sys
 
-    for command in ("report", "ood"):  # not theirs yet: one line that says what to use
+    for command in ("ood", "export"):  # not theirs yet: one line that says what to use
         proc = subprocess.run([sys.executable, "-m", "mnistlab", command, str(run.path)], capture_output=True, text=True)
         assert proc.returncode != 0 and "trained across environments" in proc.stderr + proc.stdout
         assert "Traceback" not in proc.stderr and len((proc.stderr + proc.stdout).strip().splitlines()) == 1
     split = np.load(run.path / "split.npz")
     assert len(split["train"]) == 40000 and len(split["val"]) == 10000 and not set(split["train"]) & set(split["val"])
+
+
+@pytest.mark.realdata
+def test_runs_across_environments_are_compared_and_reported_on_their_test_environment(real_home, tmp_path):
+    from mnistlab.data import load_dataset
+    from mnistlab.evaluate.compare import compare_runs
+    from mnistlab.report import build_report
+
+    settings = dict(data_dir=real_home, test_environment="-90%", steps=20, batch_size=256, checkpoint_every=10,
+                    holdout_fraction=0.2, model_args={"hidden": 32})
+    erm = [train("irm-mlp", "colored-mnist", out=tmp_path / f"erm{s}", seed=s, **settings) for s in (0, 1)]
+    irm = train("irm-mlp", "colored-mnist", out=tmp_path / "irm", algorithm="irm", penalty_weight=100.0, penalty_anneal=10,
+                **settings)
+    res = compare_runs([r.path for r in (*erm, irm)], plot=tmp_path / "cmp.png", data_dir=real_home)
+    assert [(r["split"], r["n"], r["name"]) for r in res["rows"]] == [("-90%", 10000, "irm-mlp (erm)")] * 2 + [
+        ("-90%", 10000, "irm-mlp (irm)")]
+    test = load_dataset("colored-mnist", "-90%", data_dir=real_home)
+    right = [r.predict_proba(test.images).argmax(1) == test.labels for r in (*erm, irm)]
+    by_hand = [(int((right[i] & ~right[j]).sum()), int((~right[i] & right[j]).sum())) for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert [(p["a_only_right"], p["b_only_right"]) for p in res["pairs"]] == by_hand
+    assert [r["accuracy"] for r in res["rows"]] == [pytest.approx(float(r.mean())) for r in right]
+    assert [(g["name"], g["seeds"]) for g in res["groups"]] == [("irm-mlp (erm)", 2)]
+    assert (tmp_path / "cmp.png").read_bytes()[:4] == b"\x89PNG"
+
+    md = build_report(irm, data_dir=real_home)["md"].read_text()
+    assert "| tested on | -90% |" in md and "| trained on | +80%, +90% |" in md and "| algorithm | irm |" in md
+    step = irm.metrics["selection"]["training_domain"]["step"]
+    assert f"| selected by training-domain validation | step {step}:" in md
+    assert "| +80% | train | 25,000 |" in md and "| -90% | test | 10,000 |" in md
+    assert (irm.path / "report_files" / "curves.png").exists() and (irm.path / "report.html").exists()
 
 
 @pytest.mark.realdata

@@ -127,7 +127,9 @@ def filters_picture(kernels: np.ndarray, title: str):
 
 
 def image_gallery(images: np.ndarray, captions: list[str], colors: list[str] | None = None, cols: int = 8, title: str = ""):
-    """A grid of 28x28 images with a caption under each."""
+    """A grid of images (grey, or Colored MNIST's two channels in colour) with a caption under each."""
+    from mnistlab.data.explore import shown
+
     plt = _plt()
     n = len(images)
     rows = max(1, (n + cols - 1) // cols)
@@ -135,7 +137,7 @@ def image_gallery(images: np.ndarray, captions: list[str], colors: list[str] | N
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k < n:
-            ax.imshow(images[k], cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
+            ax.imshow(shown(images[k]), cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
             ax.set_title(captions[k], fontsize=8, color=(colors[k] if colors else "black"))
     if title:
         fig.suptitle(title)
@@ -160,17 +162,61 @@ def compare_curves(named_histories: dict[str, list[dict]], key: str = "test_accu
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     values = []
+    x = "epoch" if all("epoch" in r for hist in named_histories.values() for r in hist) else "step"
     for name, hist in named_histories.items():
-        xs = [r["epoch"] for r in hist if r.get(key) is not None]
-        ys = [r[key] for r in hist if r.get(key) is not None]
+        shown_rows = [r for r in hist if r.get(key) is not None and x in r]
+        xs, ys = [r[x] for r in shown_rows], [r[key] for r in shown_rows]
         values += ys
         ax.plot(xs, ys, marker="o", ms=4, label=name)
     if values:
         low = min(values)
         ax.set_ylim(max(0.0, low - (1 - low) * 0.15), min(1.0, 1 + (1 - low) * 0.05))
-    ax.set(xlabel="epoch", ylabel=key.replace("_", " "), title=f"{key.replace('_', ' ')} per epoch")
+    ax.set(xlabel=x, ylabel=key.replace("_", " "), title=f"{key.replace('_', ' ')} per {x}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def environment_curves(history: list[dict], roles: dict[str, str], selected: dict | None = None, title: str = ""):
+    """A run across environments as it trained: each environment's accuracy at each evaluation (a training
+    environment's held-out part, else its whole where it was evaluated; the test environment's whole, dashed), the
+    training batches' accuracy, and the loss beside the penalty and its weight. `selected` marks the steps DomainBed's
+    selections within the run picked."""
+    plt = _plt()
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps = [r["step"] for r in history]
+    if any("train_accuracy" in r for r in history):
+        ax_acc.plot(steps, [r.get("train_accuracy", np.nan) for r in history], color="gray", lw=1, label="training batches")
+    for name, role in roles.items():
+        held_out = role == "train" and any("out" in r["environments"].get(name, {}) for r in history)
+        part = "out" if held_out else "in"
+        points = [(r["step"], r["environments"][name][part]) for r in history if part in r["environments"].get(name, {})]
+        if points:
+            xs, ys = zip(*points)
+            what = f"{name} ({role}{', its held-out part' if held_out else ''})"
+            ax_acc.plot(xs, ys, ls="--" if role == "test" else "-", marker="o", ms=3, label=what)
+    for kind, step in (selected or {}).items():
+        ax_acc.axvline(step, color="black", lw=0.8, ls=":" if kind == "oracle" else "-.")
+        ax_acc.annotate(kind.replace("_", " "), (step, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7)
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy per environment", ylim=(0, 1))
+    loss_key = "nll" if any("nll" in r for r in history) else "loss"
+    ax_loss.plot(steps, [r.get(loss_key, np.nan) for r in history], color="tab:blue", label="risk (cross-entropy)")
+    logged = [loss_key]
+    if any(r.get("penalty") for r in history):
+        logged.append("penalty")
+        ax_loss.plot(steps, [r.get("penalty", np.nan) for r in history], color="tab:red", label="penalty")
+        weight = ax_loss.twinx()
+        weight.plot(steps, [r.get("penalty_weight", np.nan) for r in history], color="tab:purple", lw=1, ls=":")
+        weight.set_ylabel("penalty weight (dotted)")
+    if all(r[k] > 0 for r in history for k in logged if r.get(k) is not None):
+        ax_loss.set_yscale("log")
+    ax_loss.set(xlabel="step", title="risk and penalty (mean over the steps since the last row)")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

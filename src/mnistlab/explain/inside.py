@@ -143,7 +143,8 @@ def first_filters(net: nn.Module) -> np.ndarray | None:
 
 
 def penultimate(net: nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
-    """What the last Linear layer (the head) is given, for uint8 images (N, 28, 28): the net's own features."""
+    """What the last Linear layer (the head) is given, for uint8 images (N, H, W) or (N, C, H, W): the net's own
+    features."""
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise InvalidArgument("this net has no Linear layer: no penultimate features to map")
@@ -152,7 +153,8 @@ def penultimate(net: nn.Module, images: np.ndarray, batch: int = 500) -> np.ndar
     try:
         with torch.no_grad():
             for i in range(0, len(images), batch):
-                net(torch.from_numpy(images[i:i + batch].astype(np.float32) / 255.0)[:, None])
+                x = torch.from_numpy(images[i:i + batch].astype(np.float32) / 255.0)
+                net(x[:, None] if x.ndim == 3 else x)
     finally:
         handle.remove()
     return np.concatenate(out)

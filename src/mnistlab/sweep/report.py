@@ -4,6 +4,7 @@ and the best so far) and the importance of each parameter (Optuna's default eval
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 
 from mnistlab.evaluate import plots
 from mnistlab.fileio import atomic_write_bytes, atomic_write_json
@@ -28,7 +29,9 @@ def _importance(study) -> dict[str, float] | str:
     if finished < 3:
         return f"not computed: {finished} finished trial(s), at least 3 needed"
     try:
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+        with warnings.catch_warnings():  # the evaluator's notes on few trials are not the user's business
+            warnings.simplefilter("ignore")
+            return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
     except Exception as exc:  # too few finished trials, or a parameter that never varied
         return f"not computed: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
 

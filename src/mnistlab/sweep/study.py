@@ -349,7 +349,8 @@ def optimize_one(study, objective, catch: tuple, say: Callable[[str], None]) -> 
         study.optimize(tracked, n_trials=1, catch=catch)
     except ValueError:  # optuna's tell refuses a trial that is no longer running
         trial = taken.get("trial")
-        if not taken.get("ended") or study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        if not taken.get("ended") or trial.number in running:
             raise
         say(f"trial {trial.number} was failed as stale by another worker (this one's heartbeats came late) and "
             "queued again; the retry reuses its run")
