@@ -13,8 +13,9 @@
 #
 # Sections (all by default, in this order): tests step speedrun resnet speedrun995 fashion profile suite; also
 # `recipes` (the speedrun-gpu recipe in four single-epoch processes: the step's way and the precision) and
-# `shift` (DomainBed's Rotated MNIST table for ERM at its defaults, the six test environments, three runs at a time;
-# it needs Optuna, which the GPU machine may lack: put its wheels and their dependencies' in .whl/ first, e.g.
+# `shift` (DomainBed's Rotated MNIST table for ERM at its defaults, the six test environments, three runs at a time)
+# and `shift-colored` (the same for DomainBed's Colored MNIST with ERM, IRM and VREx: nine runs, five at a time;
+# both need Optuna, which the GPU machine may lack: put its wheels and their dependencies' in .whl/ first, e.g.
 # `pip download optuna --only-binary=:all: --python-version 3.X -d .whl` for the GPU machine's Python), and
 # `frontier` (the accuracy frontier's recipes, best-mnist, best-fashion and best-fashion-cpu, seeds 0 and 1, each
 # pair averaged: the README's GPU times; about 5 minutes on an H100), and the questions BENCHMARKS.md answered on
@@ -110,6 +111,9 @@ want mnist-long && section "best-mnist at 60 epochs instead of 30 (judged on hel
 want shift && section "DomainBed's Rotated MNIST, ERM, its defaults, 5,001 steps per test environment" 420 \
   sh -c "$ML bench --protocol domainbed --datasets rotated-mnist --algorithms erm --hparams 1 --seeds 1 \
     --single-test-envs --device cuda --jobs 3 --quiet --out gpu-data/domainbed-rotated > $OUT/domainbed-rotated.md"
+want shift-colored && section "DomainBed's Colored MNIST, ERM, IRM and VREx, their defaults, 5,001 steps per test environment" 360 \
+  sh -c "$ML bench --protocol domainbed --datasets colored-mnist-domainbed --algorithms erm irm vrex --hparams 1 --seeds 1 \
+    --single-test-envs --device cuda --jobs 5 --quiet --out gpu-data/domainbed-colored > $OUT/domainbed-colored.md"
 want fashion && section "speedrun, Fashion-MNIST 92% (3 runs)" 60 \
   sh -c "$ML speedrun --device cuda --dataset fashion-mnist --target 0.92 --runs 3 --json > $OUT/speedrun-fashion.json"
 want profile && section "where a warm speedrun's second goes (cProfile)" 45 \
@@ -167,5 +171,6 @@ for run in sorted(ens.glob("*/metrics.json")):
 EOF
 [ -f "$OUT/step_speed.md" ] && cat "$OUT/step_speed.md"
 [ -s "$OUT/domainbed-rotated.md" ] && cat "$OUT/domainbed-rotated.md"
+[ -s "$OUT/domainbed-colored.md" ] && cat "$OUT/domainbed-colored.md"
 [ -f "$OUT/profile.txt" ] && head -40 "$OUT/profile.txt"
 echo "total $(($(date +%s) - START))s"
