@@ -64,7 +64,6 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
     import torch
 
     run = run if isinstance(run, Run) else Run(run)
-    run.refuse_across_environments("export")
     if fmt not in FORMATS:
         raise InvalidArgument(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
     if run.kind != "neural":
@@ -78,7 +77,7 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
     model = copy.deepcopy(module).to(memory_format=torch.contiguous_format)
     out = Path(out) if out else run.path / f"model{FORMATS[fmt]}"
     outputs = ["probabilities", "ood_score"] if ood else ["probabilities"]
-    example = torch.rand(2, 1, 28, 28)
+    example = torch.rand(2, *_input_shape(run))
     hint = "choose another --out"
     with torch.no_grad():
         if fmt == "onnx":
@@ -142,15 +141,20 @@ def _write_companion(run: Run, out: Path, outputs: list[str], detector, why) -> 
             ood["how"] = ("ood_score is the largest of the probabilities" if detector.name == "msp"
                           else "export with --ood to have the graph compute ood_score")
     record = {"model": run.config["model"], "dataset": run.config["dataset"], "classes": run.classes,
-              "input": {"name": "images", "shape": ["N", 1, 28, 28], "dtype": "float32", "range": [0.0, 1.0]},
+              "input": {"name": "images", "shape": ["N", *_input_shape(run)], "dtype": "float32", "range": [0.0, 1.0]},
               "outputs": outputs, "temperature": run.temperature, "ood": ood}
     path = out.with_name(out.name + ".json")
     atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode(), hint="choose another --out", error=RunError)
     return path
 
 
+def _input_shape(run: Run) -> list[int]:
+    """(C, H, W) of the run's input: (1, 28, 28) but for Colored MNIST's two channels of 14x14."""
+    return [int(v) for v in run.config.get("input_shape", (1, 28, 28))]
+
+
 def load_exported(path: str | Path, fmt: str, output: int = 0):
-    """A callable that maps float32 images (N, 1, 28, 28) to the export's output number `output` (0: the
+    """A callable that maps float32 images (N, C, H, W) as the run takes them (MNIST's: (N, 1, 28, 28)) to the export's output number `output` (0: the
     probabilities; 1: the ood_score of an export made with --ood), from an exported file."""
     import torch
 
@@ -174,12 +178,14 @@ def load_exported(path: str | Path, fmt: str, output: int = 0):
 
 
 def check_export(run: Run, path: Path, fmt: str, n: int = 256, data_dir=None) -> float:
-    """Largest absolute difference between the exported model's probabilities and PyTorch's, on real test images."""
+    """Largest absolute difference between the exported model's probabilities and PyTorch's, on real test images (a
+    run across environments: its test environment's)."""
     from mnistlab.data import load_dataset
 
-    images = np.asarray(load_dataset(run.config["dataset"], "test", data_dir=data_dir).images[:n], dtype=np.float32)[:, None] / 255
-    expected = run.predict_proba(images[:, 0])
-    got = load_exported(path, fmt)(images)
+    split = run.config.get("test_environment") or "test"
+    images = np.asarray(load_dataset(run.config["dataset"], split, data_dir=data_dir).images[:n], dtype=np.float32) / 255
+    expected = run.predict_proba(images)
+    got = load_exported(path, fmt)(images.reshape(len(images), *_input_shape(run)))
     return float(np.abs(got - expected).max())
 
 

@@ -4,6 +4,7 @@ settings refused in one line before any run folder."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def test_a_small_run_across_environments(real_home, tmp_path):
     import subprocess
     import sys
 
-    for command in ("ood", "export"):  # not theirs yet: one line that says what to use
+    for command in ("ood", "robustness"):  # not theirs yet: one line that says what to use
         proc = subprocess.run([sys.executable, "-m", "mnistlab", command, str(run.path)], capture_output=True, text=True)
         assert proc.returncode != 0 and "trained across environments" in proc.stderr + proc.stdout
         assert "Traceback" not in proc.stderr and len((proc.stderr + proc.stdout).strip().splitlines()) == 1
@@ -78,6 +79,37 @@ def test_runs_across_environments_are_compared_and_reported_on_their_test_enviro
     assert f"| selected by training-domain validation | step {step}:" in md
     assert "| +80% | train | 25,000 |" in md and "| -90% | test | 10,000 |" in md
     assert (irm.path / "report_files" / "curves.png").exists() and (irm.path / "report.html").exists()
+
+
+@pytest.mark.realdata
+def test_runs_across_environments_export_and_grey_ones_predict(real_home, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from mnistlab.data import load_dataset
+    from mnistlab.errors import RunError
+    from mnistlab.export import export_run
+    from mnistlab.preprocess import to_mnist
+    from mnistlab.serve.predict import predict_images
+
+    colored = train("irm-mlp", "colored-mnist", out=tmp_path / "colored", data_dir=real_home, test_environment="-90%",
+                    steps=10, batch_size=256, checkpoint_every=10, model_args={"hidden": 16})
+    exported = export_run(colored, "onnx", tmp_path / "colored.onnx", data_dir=real_home)
+    assert exported["max_abs_difference"] < 1e-5  # on the test environment's images, two channels of 14x14
+    companion = json.loads(Path(exported["companion"]).read_text())
+    assert companion["input"]["shape"] == ["N", 2, 14, 14] and "unavailable" in companion["ood"]
+
+    rotated = train("mlp", "rotated-mnist", out=tmp_path / "rotated", data_dir=real_home, test_environment="75", steps=20,
+                    checkpoint_every=20, model_args={"hidden": [32]})
+    buf = io.BytesIO()
+    Image.fromarray(load_dataset("mnist", "test", data_dir=real_home).images[0]).save(buf, format="PNG")
+    [answer] = predict_images(rotated, [buf.getvalue()])  # a Rotated MNIST run reads grey digits as an MNIST one
+    expected = rotated.predict_proba(to_mnist(buf.getvalue()).image[None])[0]
+    assert answer["prediction"] == rotated.classes[int(expected.argmax())]
+    assert answer["probability"] == pytest.approx(float(expected.max())) and "ood_score" not in answer
+    with pytest.raises(RunError, match="predict does not read such runs"):
+        predict_images(colored, [buf.getvalue()])
 
 
 @pytest.mark.realdata

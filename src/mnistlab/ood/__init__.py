@@ -92,6 +92,7 @@ def kept_detector(run: Run | str | Path, data_dir=None) -> Detector:
     from filelock import FileLock, Timeout
 
     run = run if isinstance(run, Run) else Run(run)
+    run.refuse_across_environments("ood")
     with _LOCK:
         if run in _KEPT:
             return _KEPT[run]
