@@ -36,7 +36,8 @@ def restart(preset: str, seed: int, folder: Path, threads: int | None) -> tuple[
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--restarts", type=int, default=10, help="seeds 0..N-1 make the table")
-    ap.add_argument("--seeds", type=int, nargs="+", help="train only these restarts (default all), then print the table")
+    ap.add_argument("--seeds", type=int, nargs="*", help="train only these restarts (default all; none: only print the "
+                    "table of the finished ones)")
     ap.add_argument("--presets", nargs="+", default=list(PAPER))
     ap.add_argument("--out", type=Path, default=Path("bench-out/irm-table1"))
     ap.add_argument("--threads", type=int, help="PyTorch threads per training (default: all)")
