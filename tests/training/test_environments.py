@@ -82,7 +82,7 @@ def test_runs_across_environments_are_compared_and_reported_on_their_test_enviro
 
 
 @pytest.mark.realdata
-def test_runs_across_environments_export_and_grey_ones_predict(real_home, tmp_path):
+def test_runs_across_environments_export_and_grey_ones_predict_and_explain(real_home, tmp_path):
     import io
 
     from PIL import Image
@@ -110,6 +110,12 @@ def test_runs_across_environments_export_and_grey_ones_predict(real_home, tmp_pa
     assert answer["probability"] == pytest.approx(float(expected.max())) and "ood_score" not in answer
     with pytest.raises(RunError, match="predict does not read such runs"):
         predict_images(colored, [buf.getvalue()])
+    from mnistlab.explain import explain_images
+
+    [explained] = explain_images(rotated, [buf.getvalue()], write=False)
+    assert explained["prediction"] == answer["prediction"] and set(explained["attributions"])
+    with pytest.raises(RunError, match="explain does not read such runs"):
+        explain_images(colored, [buf.getvalue()], write=False)
 
 
 @pytest.mark.realdata
