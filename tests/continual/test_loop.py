@@ -67,6 +67,7 @@ main()
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("strategy, extra", [("si", []), ("replay", ["--buffer", "100"]), ("lwf", []),
+                                             ("lwf", ["--scenario", "class"]),  # the last option given is the one taken
                                              ("ewc", ["--fisher-samples", "50", "--strength", "100"]),
                                              ("gdumb", ["--buffer", "100"]), ("agem", ["--buffer", "100"])])
 def test_killed_run_resumes_to_the_same_end(real_home, tmp_path, strategy, extra):

@@ -145,20 +145,47 @@ def test_buffers_only_where_a_strategy_keeps_one():
         make_strategy("replay", Settings(), 0)
 
 
-def test_lwf_weighs_the_task_1_over_t_and_the_old_tasks_the_rest():
+def _lwf_after_two_tasks(scenario: str):
+    """LwF after the second of Split MNIST's five two-class tasks (a net of 10 outputs), the net then moved away from
+    its copy."""
+    from mnistlab.continual.benchmarks import make_benchmark
+
     torch.manual_seed(0)
-    net = torch.nn.Linear(3, 4)
-    s = make_strategy("lwf", Settings(temperature=2.0), seed=0)
+    net = torch.nn.Linear(3, 10)
+    s = make_strategy("lwf", Settings(temperature=2.0, strength=0.5), seed=0)
+    bench = make_benchmark("split-mnist", scenario, np.repeat(np.arange(10), 3), np.repeat(np.arange(10), 2))
 
-    class Seen:
+    class Seen:  # the learner's masks, as the loop's Learner computes them
+        def __init__(self):
+            self.bench = bench
+
         def active_mask(self, t, seen):
-            return torch.tensor([True, True, False, False])
+            mask = torch.zeros(bench.outputs, dtype=torch.bool)
+            mask[torch.from_numpy(bench.active(t, seen))] = True
+            return mask
 
-    s.after_task(net, Seen(), 0, None)  # the copy, answering for outputs 0 and 1
+    s.after_task(net, Seen(), 4, None)  # after the last task: no next one to make room for
+    s.after_task(net, Seen(), 1, None)
     with torch.no_grad():
         net.weight.add_(0.3)
     x = torch.randn(5, 3)
-    s.batch(x, torch.zeros(5, dtype=torch.long), 2, None)  # the third task
-    expected = (1 - 1 / 3) * distillation_loss(net(x)[:, :2], s.old(x)[:, :2], 2.0)
-    assert float(s.penalty(net, x).detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    s.batch(x, torch.zeros(5, dtype=torch.long), 2, None)  # the third task: its own loss 1/3, the distillation 2/3
     assert s.current_weight(2) == pytest.approx(1 / 3) and make_strategy("naive", Settings(), 0).current_weight(2) == 1
+    return s, net, x
+
+
+def test_lwf_in_the_class_scenario_teaches_the_new_outputs_a_probability_of_0():
+    s, net, x = _lwf_after_two_tasks("class")
+    old, new = s.old(x)[:, :4], net(x)[:, :6]  # the copy's 4 outputs seen; in the third task, 6
+    target = torch.softmax(old / 2, dim=1)
+    by_hand = -(target * torch.log_softmax(new / 2, dim=1)[:, :4]).sum(1).mean() * 4  # the new two: target 0
+    assert float(s.penalty(net, x).detach()) == pytest.approx(0.5 * 2 / 3 * float(by_hand.detach()), rel=1e-6)
+
+
+def test_lwf_in_the_task_scenario_averages_a_term_per_earlier_task():
+    s, net, x = _lwf_after_two_tasks("task")
+    old, new = s.old(x), net(x)
+    by_hand = sum(-(torch.softmax(old[:, k:k + 2] / 2, 1) * torch.log_softmax(new[:, k:k + 2] / 2, 1)).sum(1).mean() * 4
+                  for k in (0, 2)) / 2
+    assert float(s.penalty(net, x).detach()) == pytest.approx(0.5 * 2 / 3 * float(by_hand.detach()), rel=1e-6)
+    assert float(distillation_loss(new[:, :2], new[:, :2], 2.0).detach()) > 0  # a cross-entropy, not a KL: never 0

@@ -13,8 +13,9 @@
     online-ewc   one running Fisher, F <- gamma F + F_new, and one anchor (Schwarz et al. 2018)
     si           + c sum omega (theta - theta*)^2, omega from each parameter's path integral (Zenke et al. 2017)
     lwf          + T^2 x cross-entropy between the previous net's and this net's softened outputs on the task's
-                 images, over the previous tasks' outputs; in task t the task's own loss weighs 1/t and this 1 - 1/t
-                 (Li & Hoiem 2016; van de Ven's form)
+                 images: over every output seen so far (the new ones' targets 0), per earlier task, or over all, by
+                 scenario; in task t the task's own loss weighs 1/t and this 1 - 1/t (Li & Hoiem 2016; van de Ven's
+                 form)
     replay       experience replay: a reservoir buffer of N images (Vitter's algorithm R), a sample of it with every
                  batch (Chaudhry et al. 2019, "tiny episodic memories")
     agem         the gradient projected so that the loss on a buffer sample does not rise (Chaudhry et al. 2019)
@@ -46,8 +47,11 @@ def masked_logits(logits: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
 
 def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """LwF's term: the cross-entropy of the new net's softened outputs against the old net's, times T^2 (so its
-    gradients keep their scale as T changes), averaged over the batch."""
+    gradients keep their scale as T changes), averaged over the batch. Where the new net has more outputs than the
+    old one (the class scenario's new classes, last), the old net's probability for each of them is 0 (van de Ven's
+    `loss_fn_kd`)."""
     target = F.softmax(old_logits / temperature, dim=1)
+    target = F.pad(target, (0, new_logits.shape[1] - old_logits.shape[1]))
     return -(target * F.log_softmax(new_logits / temperature, dim=1)).sum(1).mean() * temperature ** 2
 
 
@@ -284,18 +288,20 @@ class SI(Strategy):
 
 
 class LwF(Strategy):
-    """After the first task, a frozen copy of the net; each batch's loss gains the distillation term between the copy's
-    and the net's outputs for the tasks already learnt (their active outputs), on the current images. As van de Ven's
-    code weighs them, in task t (counting from 1) the current loss counts 1/t and the distillation 1 - 1/t (times
+    """After the first task, a frozen copy of the net; each batch's loss gains, on the current images, the distillation
+    between the copy's outputs and the net's, as the code of van de Ven & Tolias 2019 ("Three scenarios for continual
+    learning", `loss_fn_kd`) has it in each scenario: class, one term over every output seen so far, the copy's
+    probabilities for the current task's outputs taken as 0 (so the net is also taught to keep the new classes from
+    taking the old ones' images); task, the mean of one term per earlier task over its own outputs; domain, one over
+    all outputs. In task t (counting from 1) the task's own loss weighs 1/t and the distillation 1 - 1/t (times
     `strength`)."""
 
     name = "lwf"
 
     def __init__(self, settings, seed):
         super().__init__(settings, seed)
-        self.old = None
-        self.old_active = None
-        self.task = 0
+        self.old, self.task = None, 0
+        self.pairs = []  # (the net's outputs, the copy's outputs) of each distillation term
 
     def batch(self, x, y, t, learner):
         self.task = t
@@ -308,23 +314,35 @@ class LwF(Strategy):
         if self.old is None:
             return 0.0
         with torch.no_grad():
-            target = self.old(x)[:, self.old_active]
-        weight = self.settings.strength * (1 - 1 / (self.task + 1))
-        return weight * distillation_loss(net(x)[:, self.old_active], target, self.settings.temperature)
+            old = self.old(x)
+        new = net(x)
+        terms = [distillation_loss(new[:, mine], old[:, theirs], self.settings.temperature) for mine, theirs in self.pairs]
+        strength = 1.0 if self.settings.strength is None else self.settings.strength
+        return strength * (1 - 1 / (self.task + 1)) * sum(terms) / len(terms)
 
     def after_task(self, net, learner, t, rows):
         self.old = copy.deepcopy(net).eval()
         for p in self.old.parameters():
             p.requires_grad_(False)
-        seen = learner.active_mask(t, t + 1)
-        self.old_active = torch.nonzero(seen).flatten() if seen.dim() == 1 else torch.arange(seen.shape[-1])
+        scenario = learner.bench.scenario
+
+        def ids(task, seen):
+            return torch.nonzero(learner.active_mask(task, seen)).flatten()
+
+        if scenario == "task":
+            self.pairs = [(ids(c, t + 1), ids(c, t + 1)) for c in range(t + 1)]
+        elif scenario == "class":  # the next task's outputs, all seen so far, against the copy's (the first ones)
+            later = min(t + 1, len(learner.bench.tasks) - 1)
+            self.pairs = [(ids(later, later + 1), ids(t, t + 1))]
+        else:
+            self.pairs = [(ids(t, t + 1), ids(t, t + 1))]
 
     def state_dict(self):
         return {"old": None if self.old is None else self.old.state_dict(),
-                "old_active": None if self.old_active is None else self.old_active.cpu()}
+                "pairs": [(mine.cpu(), theirs.cpu()) for mine, theirs in self.pairs]}
 
     def load_state_dict(self, state):
-        self.old_state, self.old_active = state["old"], state["old_active"]
+        self.old_state, self.pairs = state["old"], list(state.get("pairs", []))
 
     def restore(self, net):
         """After load_state_dict: the frozen copy rebuilt from the net's architecture."""
@@ -333,7 +351,8 @@ class LwF(Strategy):
             self.old.load_state_dict(self.old_state)
             for p in self.old.parameters():
                 p.requires_grad_(False)
-            self.old_active = self.old_active.to(next(net.parameters()).device)
+            device = next(net.parameters()).device
+            self.pairs = [(mine.to(device), theirs.to(device)) for mine, theirs in self.pairs]
 
 
 class Replay(Strategy):
