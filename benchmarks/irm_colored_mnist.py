@@ -49,6 +49,11 @@ def main() -> None:
             tr, te, _ = restart(preset, seed, args.out / preset / str(seed), args.threads)
             print(f"{preset} seed {seed}: train {tr:.1f}%, test {te:.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
 
+    import torch
+
+    from mnistlab.devices import hardware_name
+
+    print(f"{hardware_name(torch.device('cpu'))}, PyTorch {torch.__version__}; restarts found in {args.out}")
     print("| preset | restarts | train (ours) | test (ours) | train (paper) | test (paper) | seconds per restart |\n"
           "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for preset in args.presets:
