@@ -52,6 +52,12 @@ def passes_on(num_classes, **settings):
     return TinyNet(num_classes, **settings)
 
 
+def shaped(num_classes, input_shape, hidden=16):
+    """A factory that asks for the images' shape (channels, height, width)."""
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+
 class FiveWay(nn.Module):
     def __init__(self):
         super().__init__()
@@ -301,6 +307,18 @@ def test_a_config_file_names_a_file_beside_it(nets, real_home, tmp_path):
     """))
     run = mnistlab.train(config_file=nets.parent / "idea.toml", dataset="mnist", out=tmp_path / "t", data_dir=real_home)
     assert run.config["model"] == f"{nets}:TinyNet"
+
+
+def test_your_model_trains_across_environments(nets, real_home, tmp_path):
+    """A factory that names input_shape is given Colored MNIST's (two channels of 14x14); a class built for MNIST's
+    shape trains on Rotated MNIST's grey digits."""
+    colored = mnistlab.train(f"{nets}:shaped", "colored-mnist", out=tmp_path / "colored", data_dir=real_home,
+                             test_environment="-90%", algorithm="irm", steps=10, batch_size=512, checkpoint_every=10)
+    first = colored.model.state_dict()["1.weight"]
+    assert tuple(first.shape) == (16, 2 * 14 * 14) and colored.metrics["trained_on"] == ["+80%", "+90%"]
+    rotated = mnistlab.train(f"{nets}:TinyNet", "rotated-mnist", out=tmp_path / "rotated", data_dir=real_home,
+                             test_environment="0", algorithm="vrex", steps=10, checkpoint_every=10)
+    assert rotated.metrics["tested_on"] == ["0"] and rotated.metrics["environment_sizes"]["0"]["in"] == 11667
 
 
 def test_a_recipe_trains_your_model(nets):

@@ -150,7 +150,8 @@ def family_of(obj, reference: str) -> str:
     elif callable(obj):
         from mnistlab.models.base import MEAN, STD
 
-        made = call_factory(obj, 10, {"mean": MEAN, "std": STD, "seed": 0}, reference)  # what it builds says what it is
+        made = call_factory(obj, 10, {"mean": MEAN, "std": STD, "seed": 0, "input_shape": (1, 28, 28)},
+                            reference)  # what it builds (for MNIST's shape) says what it is
         if isinstance(made, nn.Module):
             return "neural"
         if _is_estimator(made):
