@@ -77,7 +77,7 @@ def export_run(run: Run | str | Path, fmt: str = "onnx", out: str | Path | None 
     model = copy.deepcopy(module).to(memory_format=torch.contiguous_format)
     out = Path(out) if out else run.path / f"model{FORMATS[fmt]}"
     outputs = ["probabilities", "ood_score"] if ood else ["probabilities"]
-    example = torch.rand(2, *_input_shape(run))
+    example = torch.rand(2, *run.facts.input_shape)
     hint = "choose another --out"
     with torch.no_grad():
         if fmt == "onnx":
@@ -141,16 +141,11 @@ def _write_companion(run: Run, out: Path, outputs: list[str], detector, why) -> 
             ood["how"] = ("ood_score is the largest of the probabilities" if detector.name == "msp"
                           else "export with --ood to have the graph compute ood_score")
     record = {"model": run.config["model"], "dataset": run.config["dataset"], "classes": run.classes,
-              "input": {"name": "images", "shape": ["N", *_input_shape(run)], "dtype": "float32", "range": [0.0, 1.0]},
+              "input": {"name": "images", "shape": ["N", *run.facts.input_shape], "dtype": "float32", "range": [0.0, 1.0]},
               "outputs": outputs, "temperature": run.temperature, "ood": ood}
     path = out.with_name(out.name + ".json")
     atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode(), hint="choose another --out", error=RunError)
     return path
-
-
-def _input_shape(run: Run) -> list[int]:
-    """(C, H, W) of the run's input: (1, 28, 28) but for Colored MNIST's two channels of 14x14."""
-    return [int(v) for v in run.config.get("input_shape", (1, 28, 28))]
 
 
 def load_exported(path: str | Path, fmt: str, output: int = 0):
@@ -185,7 +180,7 @@ def check_export(run: Run, path: Path, fmt: str, n: int = 256, data_dir=None) ->
     split = run.config.get("test_environment") or "test"
     images = np.asarray(load_dataset(run.config["dataset"], split, data_dir=data_dir).images[:n], dtype=np.float32) / 255
     expected = run.predict_proba(images)
-    got = load_exported(path, fmt)(images.reshape(len(images), *_input_shape(run)))
+    got = load_exported(path, fmt)(images.reshape(len(images), *run.facts.input_shape))
     return float(np.abs(got - expected).max())
 
 

@@ -189,3 +189,9 @@ def test_lwf_in_the_task_scenario_averages_a_term_per_earlier_task():
                   for k in (0, 2)) / 2
     assert float(s.penalty(net, x).detach()) == pytest.approx(0.5 * 2 / 3 * float(by_hand.detach()), rel=1e-6)
     assert float(distillation_loss(new[:, :2], new[:, :2], 2.0).detach()) > 0  # a cross-entropy, not a KL: never 0
+
+
+def test_lwf_resumes_a_checkpoint_of_the_version_that_distilled_the_last_task_only():
+    s = make_strategy("lwf", Settings(), seed=0)
+    s.load_state_dict({"old": None, "old_active": torch.tensor([2, 3])})
+    assert [(a.tolist(), b.tolist()) for a, b in s.pairs] == [([2, 3], [2, 3])]

@@ -343,6 +343,8 @@ class LwF(Strategy):
 
     def load_state_dict(self, state):
         self.old_state, self.pairs = state["old"], list(state.get("pairs", []))
+        if state.get("old_active") is not None:  # a checkpoint of the version that distilled the last task's outputs
+            self.pairs = [(state["old_active"], state["old_active"])]
 
     def restore(self, net):
         """After load_state_dict: the frozen copy rebuilt from the net's architecture."""

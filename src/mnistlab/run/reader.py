@@ -107,7 +107,7 @@ class Run:
         """One line for a command that reads grey 28x28 digits from a run trained across environments (Colored and
         Rotated MNIST), which it does not take yet; with `grey_ok`, only for runs whose input is not grey 28x28 digits
         (Colored MNIST's two channels): a Rotated MNIST run reads what an MNIST one does."""
-        grey = list(self.config.get("input_shape", (1, 28, 28))) == [1, 28, 28]
+        grey = self.facts.input_shape == (1, 28, 28)
         if self.config.get("test_environment") is not None and not (grey_ok and grey):
             raise RunError(f"{self.path} was trained across environments ({self.config['dataset']}); {what} does not "
                            f"read such runs yet: use mnistlab evaluate {self.path} [--split ENVIRONMENT]")
