@@ -204,6 +204,8 @@ class Run:
     def _load_net(self):
         import torch
 
+        from mnistlab.models import has_convolutions
+
         self.check_source()
         net = build_net(self.config)
         weights = self.path / "model.safetensors"
@@ -220,8 +222,8 @@ class Run:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise RunError(f"{weights} does not fit model {self.config['model']!r}: {str(exc).splitlines()[0]}") from None
-        if any(isinstance(m, torch.nn.Conv2d) for m in net.modules()):
-            net = net.to(memory_format=torch.channels_last)  # about 2x faster convolutions on CPU too
+        if has_convolutions(net):
+            net = net.to(memory_format=torch.channels_last)
         return net.eval()
 
     def _load_skops(self):

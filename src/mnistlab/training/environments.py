@@ -167,6 +167,7 @@ def train_across(folder, ds, progress: bool = False, on_step=None):
     """Train the run in `folder` across the environments of `ds` (every image, all environments); its Run."""
     import torch
 
+    from mnistlab.models import has_convolutions
     from mnistlab.run import build_net
     from mnistlab.training.algorithms import Algorithm, Settings
     from mnistlab.training.engine import Engine, pick_device
@@ -181,8 +182,8 @@ def train_across(folder, ds, progress: bool = False, on_step=None):
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     net = build_net(folder.record()).to(device)
-    if any(isinstance(m, torch.nn.Conv2d) for m in net.modules()):  # as the trainer: DomainBed's CNN steps 18% faster
-        net = net.to(memory_format=torch.channels_last)             # and evaluates 46% faster (benchmarks/shift_speed.py)
+    if has_convolutions(net):  # as the trainer
+        net = net.to(memory_format=torch.channels_last)
     engine = Engine(device, "fp32", "eager")
     algo = Algorithm(settings, net, lambda: make_optimizer(cfg.optimizer, [p for p in net.parameters() if p.requires_grad],
                                                            cfg.lr, cfg.weight_decay, engine))

@@ -22,6 +22,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from mnistlab.models import has_convolutions
 from mnistlab.training.adversarial import Adversary, frozen
 from mnistlab.training.augment import Augment, mix_batch
 from mnistlab.training.averaging import WeightAverage
@@ -41,7 +42,7 @@ class EagerStep:
         self.logit_norm = logit_norm  # LogitNorm (Wei et al. 2022): the loss of unit-length logits over this temperature
         self.augment = augment or Augment()  # only its label mixing (mixup, cutmix) happens here: it needs the batch
         self.average = average
-        self.channels_last = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+        self.channels_last = has_convolutions(net)
         dev = engine.device
         self._loss = torch.zeros((), device=dev)
         self._correct = torch.zeros((), device=dev, dtype=torch.long)

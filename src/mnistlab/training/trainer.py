@@ -26,7 +26,7 @@ from mnistlab.data import get_spec, load_dataset
 from mnistlab.data.cache import DatasetCache, data_home
 from mnistlab.devices import kept_threads
 from mnistlab.errors import InvalidArgument, MnistlabError, RunError, TrainingInterrupted
-from mnistlab.models import count_macs, count_params, get_model_info
+from mnistlab.models import count_macs, count_params, get_model_info, has_convolutions
 from mnistlab.run import DatasetFacts, Run, RunFolder, build_net
 from mnistlab.split import Split, split_indices
 from mnistlab.training import tensorboard
@@ -280,8 +280,7 @@ def _build_model(folder: RunFolder, engine: Engine, procs: Processes) -> tuple[M
         for p in net.features.parameters():
             p.requires_grad_(False)
     net.to(engine.device)
-    # channels_last: about 2x faster convolutions and pooling on CPUs (oneDNN) as on GPUs
-    channels_last = any(isinstance(m, torch.nn.Conv2d) for m in net.modules())
+    channels_last = has_convolutions(net)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = make_optimizer(cfg.optimizer, [p for p in net.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay, engine)
