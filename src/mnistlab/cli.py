@@ -719,6 +719,8 @@ def continual_cmd(benchmark: Optional[str] = typer.Option(None, help="split-mnis
                   strength: Optional[float] = typer.Option(None, help="ewc's lambda, si's c, lwf's weight (default: the preset's or 1)."),
                   gamma: Optional[float] = typer.Option(None, help="online-ewc's decay (default 1)."),
                   temperature: Optional[float] = typer.Option(None, help="lwf's temperature (default 2)."),
+                  distillation: Optional[str] = typer.Option(None, help="lwf: sum (default) or mean over the classes "
+                                                              "(the presets': the code of van de Ven's table)."),
                   fisher_samples: Optional[int] = typer.Option(None, help="ewc: images for each task's Fisher (default 1000)."),
                   threads: Optional[int] = typer.Option(None, help="PyTorch threads."),
                   device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -731,7 +733,8 @@ def continual_cmd(benchmark: Optional[str] = typer.Option(None, help="split-mnis
     given = dict(benchmark=benchmark, scenario=scenario, strategy=strategy, dataset=dataset, tasks=tasks,
                  class_order=class_order, model=model, model_args=_parse_model_args(model_arg) or None,
                  iterations=iterations, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, buffer=buffer, strength=strength,
-                 gamma=gamma, temperature=temperature, fisher_samples=fisher_samples, threads=threads)
+                 gamma=gamma, temperature=temperature, distillation=distillation, fisher_samples=fisher_samples,
+                 threads=threads)
     r = run_continual(out_dir, preset=preset, data_dir=data_dir, device=device, progress=not quiet and not as_json, **given)
     if as_json:
         print(json.dumps({k: r[k] for k in ("benchmark", "scenario", "strategy", "tasks", "seed", "accuracy_matrix",

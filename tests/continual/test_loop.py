@@ -95,6 +95,7 @@ def test_killed_run_resumes_to_the_same_end(real_home, tmp_path, strategy, extra
     (["--strategy", "replay"], "give its size with --buffer"),
     (["--scenario", "instance"], "unknown scenario"),
     (["--iterations", "0"], "iterations must be"),
+    (["--strategy", "lwf", "--distillation", "avg"], "distillation must be one of sum, mean"),
 ])
 def test_bad_input_is_one_line_before_any_run_folder(args, words, real_home, tmp_path, capsys):
     assert cli(["continual", *args, "--out", str(tmp_path / "run"), "--data-dir", str(real_home)]) != 0
@@ -129,3 +130,21 @@ def test_rotated_tasks_by_epochs(real_home, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "rot" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and r["accuracy_matrix"][0][0] > 0.8  # 24 steps (0.05 x 60,000 / 128) learn the upright digits
     assert r["accuracy_matrix"][0][0] > r["accuracy_matrix"][0][2]  # and not yet the ones turned by 120 degrees
+
+
+@pytest.mark.realdata
+def test_a_run_folder_from_before_a_setting_existed_resumes(real_home, tmp_path):
+    from mnistlab.continual.loop import ContinualConfig
+    from mnistlab.errors import RunError
+
+    small = dict(SMALL, iterations=10, strategy="lwf", scenario="task", data_dir=real_home)
+    assert run_continual(tmp_path / "old", stop_after=2, **small) == {"stopped_after": 2}
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["distillation"]  # written before LwF's distillation could be averaged over the classes
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match="other settings"):  # a setting that differs is still refused
+        run_continual(tmp_path / "old", **dict(small, distillation="mean"))
+    assert len(run_continual(tmp_path / "old", **small)["accuracy_matrix"]) == 5  # resumed: the default it ran with
+    # the presets distil as the code of van de Ven & Tolias 2019's table did; a run may say otherwise
+    assert ContinualConfig.resolve("vandeven-split-mnist", strategy="lwf").distillation == "mean"
+    assert ContinualConfig.resolve("vandeven-split-mnist", strategy="lwf", distillation="sum").distillation == "sum"

@@ -105,6 +105,18 @@ def test_distillation_loss_by_hand():
     log_p = [v / t - logz for v in (0.0, 1.0, 0.5)]
     expected = -sum(qi * lp for qi, lp in zip(q, log_p)) * t * t
     assert float(distillation_loss(new, old, t)) == pytest.approx(expected, rel=1e-6)
+    # the code released with van de Ven & Tolias 2019's table: the same, averaged over the three classes too
+    assert float(distillation_loss(new, old, t, "mean")) == pytest.approx(expected / 3, rel=1e-6)
+    # a new class the old net lacks: its target is 0, and "mean" divides by the new net's four outputs
+    wider = torch.cat([new, torch.tensor([[1.5]])], dim=1)
+    logz4 = math.log(sum(math.exp(v / t) for v in (0.0, 1.0, 0.5, 1.5)))
+    expected4 = -sum(qi * (v / t - logz4) for qi, v in zip(q, (0.0, 1.0, 0.5))) * t * t
+    assert float(distillation_loss(wider, old, t, "mean")) == pytest.approx(expected4 / 4, rel=1e-6)
+
+
+def test_an_unknown_distillation_is_refused():
+    with pytest.raises(InvalidArgument, match="distillation must be one of sum, mean, got 'avg'"):
+        make_strategy("lwf", Settings(distillation="avg"), seed=0)
 
 
 def test_agem_projection_by_hand():

@@ -38,12 +38,12 @@ log = logging.getLogger(__name__)
 # van de Ven & Tolias 2019 (their code's defaults per experiment; the strengths per scenario for EWC and SI)
 PRESETS = {
     "vandeven-split-mnist": {"benchmark": "split-mnist", "model": "mlp", "model_args": {"hidden": [400, 400]},
-                             "iterations": 2000, "batch_size": 128, "lr": 1e-3,
+                             "iterations": 2000, "batch_size": 128, "lr": 1e-3, "distillation": "mean",
                              "strength": {"ewc": {"task": 1e5, "domain": 1e10, "class": 1e9},
                                           "online-ewc": {"task": 1e5, "domain": 1e10, "class": 1e9},
                                           "si": {"task": 10.0, "domain": 5e4, "class": 5e3}}},
     "vandeven-permuted-mnist": {"benchmark": "permuted-mnist", "model": "mlp", "model_args": {"hidden": [1000, 1000]},
-                                "iterations": 5000, "batch_size": 128, "lr": 1e-4,
+                                "iterations": 5000, "batch_size": 128, "lr": 1e-4, "distillation": "mean",
                                 "strength": {"ewc": {"task": 100.0, "domain": 100.0, "class": 100.0},
                                              "online-ewc": {"task": 100.0, "domain": 100.0, "class": 100.0},
                                              "si": {"task": 10.0, "domain": 10.0, "class": 5.0}}},
@@ -69,6 +69,7 @@ class ContinualConfig:
     strength: float | None = None
     gamma: float = 1.0
     temperature: float = 2.0
+    distillation: str = "sum"  # lwf: "sum" over the classes or "mean" (the presets: the code of van de Ven's table)
     damping: float = 0.1
     fisher_samples: int = 1000
     threads: int | None = None
@@ -210,7 +211,7 @@ def run_continual(out: str | Path | None = None, *, preset: str | None = None, d
     cfg = ContinualConfig.resolve(preset, **given)
     out = Path(out) if out else Path("runs") / f"continual-{cfg.benchmark}-{cfg.scenario}-{cfg.strategy}-s{cfg.seed}"
     strategy = make_strategy(cfg.strategy, Settings(cfg.strength, cfg.gamma, cfg.temperature, cfg.damping, cfg.buffer,
-                                                    cfg.fisher_samples), cfg.seed)
+                                                    cfg.fisher_samples, cfg.distillation), cfg.seed)
     train_ds, test_ds = load_dataset(cfg.dataset, "train", data_dir=data_dir), load_dataset(cfg.dataset, "test", data_dir=data_dir)
     bench = make_benchmark(cfg.benchmark, cfg.scenario, np.asarray(train_ds.labels), np.asarray(test_ds.labels),
                            dataset=cfg.dataset, tasks=cfg.tasks, seed=cfg.seed, class_order=cfg.class_order)
@@ -227,7 +228,8 @@ def _run(out, cfg, bench, strategy, train_ds, test_ds, device, progress, stop_af
     if (out / "metrics.json").exists():
         return json.loads((out / "metrics.json").read_text())
     if (out / "config.json").exists():
-        if json.loads((out / "config.json").read_text()) != json.loads(json.dumps(config)):
+        saved = {**asdict(ContinualConfig()), **json.loads((out / "config.json").read_text())}  # settings added since: their defaults
+        if saved != json.loads(json.dumps(config)):
             raise RunError(f"{out} holds a continual run with other settings; choose another --out")
     else:
         atomic_write_json(out / "config.json", config)

@@ -36,6 +36,7 @@ from mnistlab.errors import InvalidArgument, UnknownName
 
 STRATEGIES = ("naive", "joint", "ewc", "online-ewc", "si", "lwf", "replay", "agem", "gdumb")
 WITH_BUFFER = ("replay", "agem", "gdumb")
+DISTILLATIONS = ("sum", "mean")  # how LwF's term takes the classes (distillation_loss)
 
 
 # ------------------------------------------------------------------------------------------- hand-checkable pieces
@@ -45,14 +46,19 @@ def masked_logits(logits: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill(~active, float("-inf"))
 
 
-def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, temperature: float,
+                      over_classes: str = "sum") -> torch.Tensor:
     """LwF's term: the cross-entropy of the new net's softened outputs against the old net's, times T^2 (so its
     gradients keep their scale as T changes), averaged over the batch. Where the new net has more outputs than the
     old one (the class scenario's new classes, last), the old net's probability for each of them is 0 (van de Ven's
-    `loss_fn_kd`)."""
+    `loss_fn_kd`). `over_classes`: "sum" (a cross-entropy, as Hinton et al. and van de Ven's code since May 2019) or
+    "mean" (divided by the outputs compared: the code released with van de Ven & Tolias 2019's table)."""
     target = F.softmax(old_logits / temperature, dim=1)
     target = F.pad(target, (0, new_logits.shape[1] - old_logits.shape[1]))
-    return -(target * F.log_softmax(new_logits / temperature, dim=1)).sum(1).mean() * temperature ** 2
+    per_image = -(target * F.log_softmax(new_logits / temperature, dim=1)).sum(1)
+    if over_classes == "mean":
+        per_image = per_image / new_logits.shape[1]
+    return per_image.mean() * temperature ** 2
 
 
 def agem_project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
@@ -143,6 +149,7 @@ class Settings:
     damping: float = 0.1  # SI's xi
     buffer: int = 0
     fisher_samples: int = 1000
+    distillation: str = "sum"  # LwF's sum over classes, or "mean" (see distillation_loss)
 
 
 class Strategy:
@@ -316,7 +323,8 @@ class LwF(Strategy):
         with torch.no_grad():
             old = self.old(x)
         new = net(x)
-        terms = [distillation_loss(new[:, mine], old[:, theirs], self.settings.temperature) for mine, theirs in self.pairs]
+        terms = [distillation_loss(new[:, mine], old[:, theirs], self.settings.temperature, self.settings.distillation)
+                 for mine, theirs in self.pairs]
         strength = 1.0 if self.settings.strength is None else self.settings.strength
         return strength * (1 - 1 / (self.task + 1)) * sum(terms) / len(terms)
 
@@ -462,4 +470,6 @@ def make_strategy(name: str, settings: Settings, seed: int) -> Strategy:
         settings = Settings(**{**settings.__dict__, "strength": 1.0})
     if settings.strength < 0 or not 0 < settings.gamma <= 1 or settings.temperature <= 0 or settings.damping <= 0:
         raise InvalidArgument("strength must be >= 0, gamma in (0, 1], temperature and damping > 0")
+    if settings.distillation not in DISTILLATIONS:
+        raise InvalidArgument(f"distillation must be one of {', '.join(DISTILLATIONS)}, got {settings.distillation!r}")
     return CLASSES[name](settings, seed)
