@@ -1,7 +1,7 @@
 """van de Ven & Tolias 2019's Split MNIST table, reproduced with `mnistlab continual --preset vandeven-split-mnist`
-(MLP 2x400, 2,000 iterations a task, batch 128, Adam 1e-3; EWC's and SI's strengths per scenario from their code),
-and what a replay buffer of 100, 500 and 2,000 images buys in the class-incremental scenario. Prints a markdown table
-for BENCHMARKS.md.
+(MLP 2x400, 2,000 iterations a task, batch 128, Adam 1e-3; EWC's and SI's strengths per scenario and LwF's
+distillation averaged over the classes, from their code), and what a replay buffer of 100, 500 and 2,000 images buys
+in the class-incremental scenario. Prints a markdown table for BENCHMARKS.md.
 
     .venv/bin/python benchmarks/continual_vandeven.py [--seeds 1] [--out runs/vandeven] [--threads N]
 """
