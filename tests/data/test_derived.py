@@ -9,7 +9,7 @@ from scipy.stats import binom
 
 from mnistlab.data import catalog, get_spec, load_dataset
 from mnistlab.data.derived import array_sha256, build, rotate
-from mnistlab.errors import MnistlabError, UnknownName
+from mnistlab.errors import InvalidArgument, MnistlabError, UnknownName
 
 
 def _fake_mnist(n: int, seed: int = 0):
@@ -156,6 +156,17 @@ def test_environments_are_splits_and_bad_names_are_one_line(home, monkeypatch):
         import_files("rotated-mnist", home)
 
 
+def test_another_draw_is_named_by_its_seed_and_bad_draws_are_one_line():
+    pinned, third = get_spec("colored-mnist"), get_spec("Colored_MNIST@3")
+    assert get_spec("colored-mnist@0") is pinned  # the pinned draw, checked against its recorded sha256
+    assert third.name == "colored-mnist@3" and third.derived.seed == 3 and third.derived.sha256 == {}
+    assert third.splits == pinned.splits and third.derived.recipe == pinned.derived.recipe
+    for bad, words in (("mnist@2", "only a generated dataset has other draws"), ("rotated-mnist@x", "a whole number"),
+                       ("rotated-mnist@-1", "a whole number")):
+        with pytest.raises(InvalidArgument, match=words):
+            get_spec(bad)
+
+
 def test_no_derived_dataset_counts_as_an_ood_set_for_digits():
     from mnistlab.ood.sets import catalog_sets
 
@@ -231,3 +242,27 @@ def test_torchvision_style_classes_take_an_environment(real_home):
     assert len(rotated) == 11666 and rotated[0][0].size == (28, 28)
     with pytest.raises(UnknownName, match="did you mean"):
         RotatedMNIST(real_home, "90")
+
+
+@pytest.mark.realdata
+def test_another_draw_of_colored_mnist_on_real_mnist(real_home, tmp_path):
+    """colored-mnist@3: IRM's construction run with seed 3 on the real MNIST, cached beside the pinned draw, its
+    sha256 recorded in the cache and in a run's config."""
+    from mnistlab.data.cache import DatasetCache
+
+    mnist = load_dataset("mnist", data_dir=real_home)
+    ds = load_dataset("colored-mnist@3", data_dir=real_home)
+    theirs_x, theirs_y = _irm_published(mnist.images, mnist.labels, 3)
+    np.testing.assert_array_equal(ds.images, theirs_x)
+    np.testing.assert_array_equal(ds.labels, theirs_y)
+    pinned = load_dataset("colored-mnist", data_dir=real_home)
+    assert array_sha256(ds.images) != array_sha256(pinned.images)  # another shuffle and other colours
+    meta = DatasetCache(real_home, "colored-mnist@3").meta()
+    assert meta["content_sha256"]["images"] == array_sha256(ds.images) and "seed 3" in meta["source"]
+    assert len(load_dataset("colored-mnist@3", "-90%", data_dir=real_home)) == 10000
+    from mnistlab.training import train  # and a run says which draw it trained on
+
+    run = train("irm-mlp", "colored-mnist@3", out=tmp_path / "draw-run", data_dir=real_home, steps=2,
+                batch_size=256, test_environment="-90%", model_args={"hidden": 8}, calibration_split=0)
+    assert run.config["dataset"] == "colored-mnist@3"
+    assert run.config["dataset_sha256"]["images"] == array_sha256(ds.images)

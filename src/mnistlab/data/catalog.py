@@ -7,9 +7,9 @@ build its own spec (tiny files, local mirror) with `dataclasses.replace`.
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from mnistlab.errors import MnistlabError, UnknownName
+from mnistlab.errors import InvalidArgument, MnistlabError, UnknownName
 
 SPLITS = ("train", "test")
 KINDS = ("images", "labels")
@@ -398,9 +398,28 @@ def get_spec(name: str | DatasetSpec) -> DatasetSpec:
     if key in FAMILIES:
         raise MnistlabError(f"{name} is a family of {len(FAMILIES[key])} datasets ({FAMILIES[key][0]}, ...): name one of them "
                             "(mnistlab data list)")
+    if "@" in key:
+        return _another_draw(key)
     if key not in _CATALOG:
         raise UnknownName("dataset", str(name), _CATALOG)
     return _CATALOG[key]
+
+
+def _another_draw(key: str) -> DatasetSpec:
+    """NAME@SEED: a generated dataset drawn with another seed, as its published code draws it in each restart (IRM's
+    code redraws Colored MNIST unseeded every restart; DomainBed's seeds it per trial). The pinned draw's checksums
+    do not apply: the cache records the new arrays' sha256, and a run the draw it trained on."""
+    base, _, seed = key.partition("@")
+    spec = _CATALOG.get(base)
+    if spec is None or spec.derived is None:
+        raise InvalidArgument(f"{key}: only a generated dataset has other draws (NAME@SEED): "
+                              f"{', '.join(d.name for d in DERIVED)}")
+    if not seed.isdigit():
+        raise InvalidArgument(f"{key}: after @ comes the draw's seed, a whole number >= 0 (e.g. {base}@1)")
+    if int(seed) == spec.derived.seed:
+        return spec  # the pinned draw itself, checked against its recorded sha256
+    return replace(spec, name=f"{base}@{int(seed)}", title=f"{spec.title}, draw {int(seed)}",
+                   derived=replace(spec.derived, seed=int(seed), sha256={}))
 
 
 def list_datasets() -> list[str]:
