@@ -153,10 +153,12 @@ class QMNIST(_Family):
 
 class _Environments(_Family):
     """A dataset of environments (no torchvision counterpart; DomainBed's shape): `environment=None` for every
-    image, or one environment's name; the attribute `environments` holds each image's environment number and
-    `environment_names` their names."""
+    image, or one environment's name; `draw=N` the construction drawn with seed N (the dataset NAME@N; 0: the pinned
+    one); the attribute `environments` holds each image's environment number and `environment_names` their names."""
 
-    def __init__(self, root: str | Path, environment: str | None = None, **kwargs: Any):
+    def __init__(self, root: str | Path, environment: str | None = None, draw: int = 0, **kwargs: Any):
+        if draw:
+            self.catalog_name = f"{self.catalog_name}@{draw}"
         spec = get_spec(self.catalog_name)
         if environment is not None and environment not in spec.environments:
             from mnistlab.errors import UnknownName
@@ -174,13 +176,14 @@ class _Environments(_Family):
 
 
 class ColoredMNIST(_Environments):
-    """ColoredMNIST(root, environment=None | "+80%" | "+90%" | "-90%", domainbed=False): IRM's Colored MNIST (2 x 14 x 14)
+    """ColoredMNIST(root, environment=None | "+80%" | "+90%" | "-90%", domainbed=False, draw=0): IRM's Colored MNIST (2 x 14 x 14)
     or, with `domainbed=True`, DomainBed's (2 x 28 x 28; environments +90%, +80%, -90%). An item is a float tensor
     (2, H, W) in [0, 1], as both papers' code gives it (two channels have no PIL mode), and a label (1: digit < 5)."""
 
-    def __init__(self, root: str | Path, environment: str | None = None, domainbed: bool = False, **kwargs: Any):
+    def __init__(self, root: str | Path, environment: str | None = None, domainbed: bool = False, draw: int = 0,
+                 **kwargs: Any):
         self.catalog_name = "colored-mnist-domainbed" if domainbed else "colored-mnist"
-        super().__init__(root, environment, **kwargs)
+        super().__init__(root, environment, draw, **kwargs)
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         img, target = self.data[index].float().div(255), int(self.targets[index])
@@ -192,7 +195,7 @@ class ColoredMNIST(_Environments):
 
 
 class RotatedMNIST(_Environments):
-    """RotatedMNIST(root, environment=None | "0" | "15" | ... | "75"): DomainBed's Rotated MNIST; an item is a PIL
+    """RotatedMNIST(root, environment=None | "0" | "15" | ... | "75", draw=0): DomainBed's Rotated MNIST; an item is a PIL
     image (mode "L", 28x28) and its digit, as MNIST's."""
 
     catalog_name = "rotated-mnist"
