@@ -407,7 +407,7 @@ def get_spec(name: str | DatasetSpec) -> DatasetSpec:
 
 def _another_draw(key: str) -> DatasetSpec:
     """NAME@SEED: a generated dataset drawn with another seed, as its published code draws it in each restart (IRM's
-    code redraws Colored MNIST unseeded every restart; DomainBed's seeds it per trial). The pinned draw's checksums
+    code redraws Colored MNIST unseeded every restart; DomainBed's train.py seeds it per run). The pinned draw's checksums
     do not apply: the cache records the new arrays' sha256, and a run the draw it trained on."""
     base, _, seed = key.partition("@")
     spec = _CATALOG.get(base)
