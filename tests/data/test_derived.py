@@ -242,7 +242,7 @@ def test_torchvision_style_classes_take_an_environment(real_home):
     assert len(rotated) == 11666 and rotated[0][0].size == (28, 28)
     with pytest.raises(UnknownName, match="did you mean"):
         RotatedMNIST(real_home, "90")
-    drawn = ColoredMNIST(real_home, "-90%", draw=3)  # the dataset colored-mnist@3
+    drawn = ColoredMNIST(real_home, "-90%", draw=3, download=True)  # the dataset colored-mnist@3, generated if new
     assert drawn.targets.tolist() == load_dataset("colored-mnist@3", "-90%", data_dir=real_home).labels.tolist()
     assert drawn.targets.tolist() != test_env.targets.tolist()
 
