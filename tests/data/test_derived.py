@@ -162,7 +162,7 @@ def test_another_draw_is_named_by_its_seed_and_bad_draws_are_one_line():
     assert third.name == "colored-mnist@3" and third.derived.seed == 3 and third.derived.sha256 == {}
     assert third.splits == pinned.splits and third.derived.recipe == pinned.derived.recipe
     for bad, words in (("mnist@2", "only a generated dataset has other draws"), ("rotated-mnist@x", "a whole number"),
-                       ("rotated-mnist@-1", "a whole number")):
+                       ("rotated-mnist@-1", "a whole number"), ("rotated-mnist@\u00b3", "a whole number")):
         with pytest.raises(InvalidArgument, match=words):
             get_spec(bad)
 

@@ -414,7 +414,7 @@ def _another_draw(key: str) -> DatasetSpec:
     if spec is None or spec.derived is None:
         raise InvalidArgument(f"{key}: only a generated dataset has other draws (NAME@SEED): "
                               f"{', '.join(d.name for d in DERIVED)}")
-    if not seed.isdigit():
+    if not (seed.isascii() and seed.isdigit()):  # isdigit alone takes '³', which int() refuses
         raise InvalidArgument(f"{key}: after @ comes the draw's seed, a whole number >= 0 (e.g. {base}@1)")
     if int(seed) == spec.derived.seed:
         return spec  # the pinned draw itself, checked against its recorded sha256
