@@ -4,6 +4,7 @@ workers sharing one queue."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab.bench.domainbed import Job, Protocol, draw, hparams, make_jobs, run_protocol, settings
+from mnistlab.bench.domainbed import Job, Protocol, dataset_of, draw, hparams, make_jobs, run_protocol, settings
 from mnistlab.errors import InvalidArgument, UnknownName
 from mnistlab.sweep.study import SweepError
 from mnistlab.training.environments import seed_hash
@@ -74,7 +75,7 @@ def test_bad_input_is_refused_before_any_run(tmp_path):
 @pytest.mark.realdata
 def test_a_small_protocol_end_to_end_with_two_workers(real_home, tmp_path):
     args = dict(hparams=2, trials=1, steps=2, checkpoint_every=1, model="irm-mlp", out=tmp_path / "bench",
-                data_dir=real_home, extra={"model_args": {"hidden": 16}})
+                data_dir=real_home, extra={"model_args": {"hidden": 16}}, pinned_draw=True)  # 24 runs: one draw
     result = run_protocol(["colored-mnist-domainbed"], ["erm", "vrex"], jobs=2, **args)
     # every job once, by either worker (a job failed as stale on a loaded machine is run again: a "fail" beside)
     assert result["runs"] == 2 * 6 * 2 and result["states"]["complete"] == 24 and set(result["states"]) <= {"complete", "fail"}
@@ -96,7 +97,7 @@ def test_a_small_protocol_end_to_end_with_two_workers(real_home, tmp_path):
         run_protocol(["colored-mnist-domainbed"], ["erm"], **args)
     proc = subprocess.run([sys.executable, "-m", "mnistlab", "bench", "--protocol", "domainbed", "--dataset",
                            "colored-mnist-domainbed", "--algorithm", "erm", "--hparams", "1", "--seeds", "1", "--steps",
-                           "1", "--single-test-envs", "--model", "irm-mlp", "--out", str(tmp_path / "cli"),
+                           "1", "--single-test-envs", "--pinned-draw", "--model", "irm-mlp", "--out", str(tmp_path / "cli"),
                            "--data-dir", str(real_home), "-q"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "| ERM |" in proc.stdout and (tmp_path / "cli" / "domainbed.json").exists()
@@ -111,3 +112,42 @@ def test_only_some_test_environments():
     assert [j.test_envs for j in make_jobs(single)] == [(2,)]
     with pytest.raises(UnknownName, match="environment"):
         run_protocol(["colored-mnist-domainbed"], test_environments=["-95%"])
+
+
+def test_each_run_has_its_own_draw_seeded_as_domainbeds_train_py():
+    job = Job("rotated-mnist", "erm", (0,), 0, 0)
+    # DomainBed's misc.seed_hash by hand: md5 of the arguments' tuple as Python prints it, modulo 2^31
+    seed = int(hashlib.md5(b"('RotatedMNIST', 'ERM', [0], 0, 0)").hexdigest(), 16) % 2**31
+    assert dataset_of(job, Protocol(("rotated-mnist",), ("erm",))) == f"rotated-mnist@{seed}"
+    assert dataset_of(job, Protocol(("rotated-mnist",), ("erm",), pinned_draw=True)) == "rotated-mnist"
+    # a study made before runs had draws of their own (no "draws" in its identity) is the pinned protocol's
+    assert "draws" not in Protocol(("rotated-mnist",), ("erm",), pinned_draw=True).identity()
+    assert Protocol(("rotated-mnist",), ("erm",)).identity()["draws"] == "per run"
+
+
+@pytest.mark.realdata
+def test_a_run_trains_on_its_own_draw_and_the_draw_leaves_the_cache(real_home, tmp_path):
+    from mnistlab.data import get_spec
+    from mnistlab.data.cache import DatasetCache
+    from tests.data.test_derived import _domainbed_published
+
+    args = dict(hparams=1, trials=1, steps=1, checkpoint_every=1, leave_one_out=False, model="irm-mlp",
+                test_environments=["-90%"], out=tmp_path / "bench", data_dir=real_home,
+                extra={"model_args": {"hidden": 8}})
+    result = run_protocol(["colored-mnist-domainbed"], ["erm"], **args)
+    assert result["runs"] == 1 and result["draws"] == "per run"
+    job = Job("colored-mnist-domainbed", "erm", (2,), 0, 0)
+    config = json.loads((tmp_path / "bench" / "runs" / job.key / "config.json").read_text())
+    assert config["dataset"] == f"colored-mnist-domainbed@{job.seed}"
+    # the images DomainBed's own code makes after torch.manual_seed(the run's seed), not the pinned draw's
+    mnist = DatasetCache(real_home, "mnist")
+    images = np.concatenate([mnist.load("train", "images"), mnist.load("test", "images")])
+    labels = np.concatenate([mnist.load("train", "labels"), mnist.load("test", "labels")]).astype(np.int64)
+    theirs = _domainbed_published(images, labels, job.seed, [0.1, 0.2, 0.9])
+    recorded = config["dataset_sha256"]
+    assert recorded["images"] == hashlib.sha256(np.concatenate([x for x, _, _ in theirs]).tobytes()).hexdigest()
+    assert recorded["images"] != get_spec("colored-mnist-domainbed").derived.sha256["images"]
+    assert not (real_home / "datasets" / config["dataset"]).exists()  # 106 MB a run: dropped when it finished
+    assert "each run on its own draw" in (tmp_path / "bench" / "domainbed.md").read_text()
+    with pytest.raises(SweepError, match="made for another protocol"):  # the same study on the pinned draw
+        run_protocol(["colored-mnist-domainbed"], ["erm"], pinned_draw=True, **args)

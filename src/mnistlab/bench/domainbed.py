@@ -2,10 +2,13 @@
 
 For every trial seed, dataset, algorithm and set of test environments (each environment alone, and with
 leave-one-out every pair of them, as DomainBed's sweep.py makes them) and every hyperparameter seed, one run:
-DomainBed's CNN trained across the other environments (training/environments.py), each environment split 80/20 by
-the trial seed, the accuracy of every part recorded every `checkpoint_every` steps. Hyperparameter seed 0 takes
-DomainBed's defaults, the others a random draw from its registry (`hparams`). Then the three selection methods
-(bench/selection.py) and DomainBed's tables, written beside the published ones.
+DomainBed's CNN trained across the other environments (training/environments.py) of the run's own draw of the dataset
+(DomainBed's train.py seeds PyTorch with the run's seed just before it builds the dataset, so each run shuffles, and
+for Colored MNIST colours, its own 70,000 digits: here `NAME@SEED`, generated for the run and dropped from the cache
+when it has finished), each environment split 80/20 by the trial seed, the accuracy of every part recorded every
+`checkpoint_every` steps. Hyperparameter seed 0 takes DomainBed's defaults, the others a random draw from its registry
+(`hparams`). Then the three selection methods (bench/selection.py) and DomainBed's tables, written beside the
+published ones.
 
 The runs are the jobs of an Optuna study used as a queue (the sweeps' storage, sweep/study.py): the first process
 enqueues every job once (under the storage's lock), and any number of processes, here (`jobs`) or on other machines
@@ -133,12 +136,16 @@ class Protocol:
     data_dir: str | None = None
     extra: dict = field(default_factory=dict)  # settings for every run (device)
     test_environments: tuple[str, ...] | None = None  # only these test environments' cells (None: every one)
+    pinned_draw: bool = False  # every run on the dataset's pinned draw (seed 0), not on its own as DomainBed's
 
     def identity(self) -> dict:
         """What the study is for; a study name used again must mean the same protocol."""
-        return json.loads(json.dumps({k: getattr(self, k) for k in ("datasets", "algorithms", "hparams", "trials", "steps",
-                                                                      "checkpoint_every", "leave_one_out", "model",
-                                                                      "test_environments")}))
+        out = json.loads(json.dumps({k: getattr(self, k) for k in ("datasets", "algorithms", "hparams", "trials", "steps",
+                                                                     "checkpoint_every", "leave_one_out", "model",
+                                                                     "test_environments")}))
+        if not self.pinned_draw:  # a study made before runs had their own draws trained on the pinned one: no key
+            out["draws"] = "per run"
+        return out
 
 
 def environments_of(dataset: str) -> tuple[str, ...]:
@@ -163,6 +170,12 @@ def make_jobs(p: Protocol) -> list[Job]:
                         if chosen & set(test_envs if len(test_envs) == 2 else test_envs[:1]):
                             out.extend(Job(dataset, algorithm, test_envs, h, trial) for h in range(p.hparams))
     return out
+
+
+def dataset_of(job: Job, p: Protocol) -> str:
+    """The dataset the run trains on: its own draw, NAME@SEED with DomainBed's run seed (train.py calls
+    torch.manual_seed(seed) just before building the dataset, the construction's only generator), or the pinned draw."""
+    return job.dataset if p.pinned_draw else f"{job.dataset}@{job.seed}"
 
 
 def settings(job: Job, p: Protocol) -> dict:
@@ -196,8 +209,19 @@ def run_job(job: Job, p: Protocol) -> list[dict]:
         run = train(resume=folder, data_dir=p.data_dir)
     else:
         shutil.rmtree(folder, ignore_errors=True)  # a run that died before its first checkpoint
-        run = train(p.model, job.dataset, out=folder, data_dir=p.data_dir, threads=p.threads, **settings(job, p))
+        run = train(p.model, dataset_of(job, p), out=folder, data_dir=p.data_dir, threads=p.threads, **settings(job, p))
+    if not p.pinned_draw:  # the run records the draw's sha256; any command on it later generates it again (seconds)
+        _drop_draw(dataset_of(job, p), p.data_dir)
     return records_of(job, run.history)
+
+
+def _drop_draw(name: str, data_dir) -> None:
+    """Remove a finished run's draw from the cache (55 MB for Rotated MNIST, 106 MB for Colored: hundreds of runs)."""
+    from mnistlab.data.cache import DatasetCache, data_home
+
+    cache = DatasetCache(data_home(data_dir), name)
+    with cache.lock():  # its lock file stays: removing it could let a waiting process through beside a holder
+        shutil.rmtree(cache.dir, ignore_errors=True)
 
 
 def _run(p: Protocol, job: dict) -> list[dict]:
@@ -215,9 +239,11 @@ def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None
                  leave_one_out: bool = True, model: str = "domainbed-cnn", out: str | Path | None = None,
                  storage: str | None = None, study: str | None = None, jobs: int = 1, threads: int | None = None,
                  budget_minutes: float | None = None, heartbeat: int = 10, data_dir=None, extra: dict | None = None,
-                 test_environments: list[str] | None = None, say: Callable[[str], None] | None = None) -> dict:
+                 test_environments: list[str] | None = None, pinned_draw: bool = False,
+                 say: Callable[[str], None] | None = None) -> dict:
     """Run (or join) the protocol and write its tables into `out` (domainbed.json, domainbed.md). Returns the result.
     `test_environments`: only those cells (with leave-one-out, the pairs that hold one of them out), the others X.
+    `pinned_draw`: every run on the dataset's pinned draw instead of a draw of its own (DomainBed's).
 
     >>> mnistlab.bench.domainbed.run_protocol(["colored-mnist-domainbed"], ["erm", "irm"], hparams=2, trials=1)
     """
@@ -255,11 +281,11 @@ def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None
     p = Protocol(tuple(datasets), tuple(algorithms), hparams, trials, steps, checkpoint_every, leave_one_out, model, out,
                  storage or f"sqlite:///{(out / 'study.db').resolve()}", study or "domainbed", jobs, threads,
                  budget_minutes, heartbeat, str(data_dir) if data_dir else None, dict(extra or {}),
-                 tuple(test_environments) if test_environments else None)
+                 tuple(test_environments) if test_environments else None, pinned_draw)
     jobs_list = [j.to_dict() for j in make_jobs(p)]
     study = open_queue(queue_of(p), jobs_list)  # a bad URL or a reused name fails here, before any work
     for d in datasets:
-        load_dataset(d, "train", data_dir=data_dir)  # generated once, before the workers start
+        load_dataset(d, "train", data_dir=data_dir)  # generated (and its base fetched) once, before the workers start
     say(f"study {p.study!r}: {len(jobs_list)} runs ({', '.join(algorithms)} on {', '.join(datasets)}; {hparams} "
         f"hyperparameter seeds x {trials} trial seeds, {steps} steps); runs in {out / 'runs'}")
     why = run_workers(queue_of(p), jobs_list, functools.partial(_run, p), jobs, say)
@@ -293,7 +319,9 @@ def markdown(result: dict) -> str:
     """The tables as DomainBed prints them (mean ± SE over trial seeds), a published cell beside ours in brackets."""
     lines = [f"# DomainBed's protocol: {', '.join(result['algorithms'])} on {', '.join(result['datasets'])}", "",
              f"{result['hparams']} hyperparameter seeds x {result['trials']} trial seeds, {result['steps']} steps, "
-             f"model {result['model']}; {result['runs']} runs finished ({result['run_seconds']:.0f} s of training). "
+             f"model {result['model']}, " + ("each run on its own draw of the dataset, as DomainBed's"
+                                             if result.get("draws") else "every run on the dataset's pinned draw") +
+             f"; {result['runs']} runs finished ({result['run_seconds']:.0f} s of training). "
              "Cells: mean ± standard error over trial seeds, in percent; DomainBed's published value in brackets; "
              "X: a test environment without finished runs.", ""]
     for selection, t in result["tables"].items():
