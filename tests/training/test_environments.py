@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab.errors import InvalidArgument, UnknownName
+from mnistlab.errors import InvalidArgument, RunError, UnknownName
 from mnistlab.training import train
 from mnistlab.training.environments import holdout, seed_hash
 
@@ -133,6 +133,13 @@ def test_a_run_stopped_after_a_checkpoint_resumes_to_the_same_end(real_home, tmp
 
     with pytest.raises(TrainingInterrupted, match="--resume"):
         train("irm-mlp", "colored-mnist", out=tmp_path / "cut", on_epoch_end=stop, **settings)
+    config = tmp_path / "cut" / "config.json"
+    started = config.read_text()
+    recorded = json.loads(started)
+    config.write_text(json.dumps({**recorded, "dataset_sha256": {**recorded["dataset_sha256"], "images": "0" * 64}}))
+    with pytest.raises(RunError, match="started on colored-mnist images with sha256 0000000000000000"):
+        train(resume=tmp_path / "cut", data_dir=real_home)  # other arrays than it started on: refused, not mixed in
+    config.write_text(started)
     resumed = train(resume=tmp_path / "cut", data_dir=real_home)
     assert resumed.metrics["environments"] == whole.metrics["environments"]
     assert resumed.metrics["selection"] == whole.metrics["selection"]

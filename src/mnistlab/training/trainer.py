@@ -138,6 +138,19 @@ def _open(job: Job, procs: Processes) -> RunFolder:
     return RunFolder.create(job.out, cfg, facts, split, world_size=procs.world if procs.active else None)
 
 
+def _check_same_data(folder: RunFolder, spec, data_dir) -> None:
+    """A resumed run goes on with the arrays it started on: a draw generated again (NAME@SEED) by another NumPy or
+    PyTorch, or a dataset imported again from other files, would change them under it without a word."""
+    recorded = folder.facts.dataset_sha256 or {}
+    cached = (DatasetCache(data_home(data_dir), spec.name).meta() or {}).get("content_sha256") or {}
+    changed = sorted(k for k in set(recorded) & set(cached) if recorded[k] != cached[k])
+    if changed:
+        k = changed[0]
+        raise RunError(f"{folder.path} started on {spec.name} {k} with sha256 {recorded[k][:16]}..., but the cache now "
+                       f"holds {cached[k][:16]}... (generated or imported again since); resume it with the data it "
+                       "started on, or train it again")
+
+
 @contextlib.contextmanager
 def _closed_on_error(folder: RunFolder):
     try:
@@ -220,6 +233,7 @@ def _train_folder(folder: RunFolder, job: Job, procs, on_epoch_end) -> Run | Non
     cfg = folder.cfg
     spec = get_spec(cfg.dataset)
     train_ds = load_dataset(spec, "train", data_dir=job.data_dir, progress=job.progress and procs.main)
+    _check_same_data(folder, spec, job.data_dir)
     test_ds = load_dataset(spec, "test", data_dir=job.data_dir) if cfg.evaluate_test and "test" in spec.sizes else None
     neural = get_model_info(cfg.model).family == "neural"
     if spec.environments:
