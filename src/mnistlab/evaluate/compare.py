@@ -51,7 +51,9 @@ def _test_curve(run: Run) -> list[dict]:
     tested = run.config.get("test_environment") and run.metrics.get("tested_on")
     if not tested:
         return run.history
-    return [{"step": r["step"], "test_accuracy": float(np.mean([r["environments"][n]["in"] for n in tested]))}
+    from mnistlab.training.environments import mean_accuracy
+
+    return [{"step": r["step"], "test_accuracy": mean_accuracy(r, tested)}
             for r in run.history if all("in" in r["environments"].get(n, {}) for n in tested)]
 
 

@@ -143,6 +143,11 @@ def validation_accuracy(accs: dict, envs: Environments) -> float | None:
     return float(np.mean(parts)) if parts and len(parts) == len(envs.train) else None
 
 
+def mean_accuracy(row: dict, names, part: str = "in") -> float:
+    """A history row's mean accuracy over these environments' `part` ("in": trained on, or tested; "out": held out)."""
+    return float(np.mean([row["environments"][n][part] for n in names]))
+
+
 def select(history: list[dict], envs_description: dict) -> dict:
     """Within one run, DomainBed's two selections that need no other run: training-domain validation (the row whose
     training environments' out parts are the most accurate on average) and the oracle (the last row, judged by the
@@ -151,16 +156,12 @@ def select(history: list[dict], envs_description: dict) -> dict:
     rows = [r for r in history if all("out" in r["environments"].get(n, {}) for n in train + test)]
     if not rows:
         return {}
-
-    def test_in(r):
-        return float(np.mean([r["environments"][n]["in"] for n in test]))
-
-    best = max(rows, key=lambda r: np.mean([r["environments"][n]["out"] for n in train]))
+    best = max(rows, key=lambda r: mean_accuracy(r, train, "out"))
     last = rows[-1]
-    return {"training_domain": {"step": best["step"], "val_accuracy": float(np.mean([best["environments"][n]["out"] for n in train])),
-                                "test_accuracy": test_in(best)},
-            "oracle": {"step": last["step"], "val_accuracy": float(np.mean([last["environments"][n]["out"] for n in test])),
-                       "test_accuracy": test_in(last)}}
+    return {"training_domain": {"step": best["step"], "val_accuracy": mean_accuracy(best, train, "out"),
+                                "test_accuracy": mean_accuracy(best, test)},
+            "oracle": {"step": last["step"], "val_accuracy": mean_accuracy(last, test, "out"),
+                       "test_accuracy": mean_accuracy(last, test)}}
 
 
 def train_across(folder, ds, progress: bool = False, on_step=None):
