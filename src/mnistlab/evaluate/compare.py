@@ -15,7 +15,7 @@ from mnistlab.evaluate import plots, stats
 from mnistlab.evaluate.evaluate import evaluate_with_probs
 from mnistlab.fileio import atomic_write_bytes
 from mnistlab.models.reference import label
-from mnistlab.run import ENSEMBLE, Run
+from mnistlab.run import ENSEMBLE, Run, mean_accuracy
 
 COLUMNS = ("run", "model", "dataset", "split", "epochs", "accuracy", "interval", "loss", "train_seconds", "params",
            "test_images_per_second")
@@ -51,8 +51,6 @@ def _test_curve(run: Run) -> list[dict]:
     tested = run.config.get("test_environment") and run.metrics.get("tested_on")
     if not tested:
         return run.history
-    from mnistlab.training.environments import mean_accuracy
-
     return [{"step": r["step"], "test_accuracy": mean_accuracy(r, tested)}
             for r in run.history if all("in" in r["environments"].get(n, {}) for n in tested)]
 

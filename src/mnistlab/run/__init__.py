@@ -37,9 +37,10 @@ from mnistlab.run.files import (
            write_result,
 )
 from mnistlab.run.folder import DatasetFacts, RunFolder, config_record, model_source
-from mnistlab.run.reader import ENSEMBLE, SKOPS_TRUSTED_PREFIXES, Run, build_net, classical_proba, leaf_runs, load_run
+from mnistlab.run.reader import (ENSEMBLE, SKOPS_TRUSTED_PREFIXES, Run, build_net, classical_proba, leaf_runs, load_run,
+                                 mean_accuracy)
 from mnistlab.run.source import accept_source
 
 __all__ = ["ENSEMBLE", "RUNS_DIR", "RUN_HINT", "SKOPS_TRUSTED_PREFIXES", "DatasetFacts", "Run", "RunFolder", "accept_source",
            "append_jsonl", "build_net", "classical_proba", "config_record", "leaf_runs", "load_checkpoint", "load_run",
-           "model_source", "new_run_dir", "read_result", "run_lock", "save_torch", "versions", "write_json", "write_result"]
+           "mean_accuracy", "model_source", "new_run_dir", "read_result", "run_lock", "save_torch", "versions", "write_json", "write_result"]

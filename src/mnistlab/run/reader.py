@@ -65,6 +65,12 @@ def classical_proba(est, x: np.ndarray) -> np.ndarray:
     return (e / e.sum(1, keepdims=True)).astype(np.float32)
 
 
+def mean_accuracy(row: dict, names, part: str = "in") -> float:
+    """A run across environments' history row: its mean accuracy over these environments' `part` ("in": trained on,
+    or tested; "out": held out)."""
+    return float(np.mean([row["environments"][n][part] for n in names]))
+
+
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnistlab.errors import InvalidArgument, UnknownName
+from mnistlab.run import mean_accuracy
 from mnistlab.split import Split
 
 log = logging.getLogger(__name__)
@@ -141,11 +142,6 @@ def validation_accuracy(accs: dict, envs: Environments) -> float | None:
     trials are judged and pruned on, DomainBed's training-domain validation."""
     parts = [accs[envs.names[e]]["out"] for e in envs.train if "out" in accs.get(envs.names[e], {})]
     return float(np.mean(parts)) if parts and len(parts) == len(envs.train) else None
-
-
-def mean_accuracy(row: dict, names, part: str = "in") -> float:
-    """A history row's mean accuracy over these environments' `part` ("in": trained on, or tested; "out": held out)."""
-    return float(np.mean([row["environments"][n][part] for n in names]))
 
 
 def select(history: list[dict], envs_description: dict) -> dict:
