@@ -37,8 +37,7 @@ from mnistlab.run.files import (
            write_result,
 )
 from mnistlab.run.folder import DatasetFacts, RunFolder, config_record, model_source
-from mnistlab.run.reader import (ENSEMBLE, SKOPS_TRUSTED_PREFIXES, Run, build_net, classical_proba, leaf_runs, load_run,
-                                 mean_accuracy)
+from mnistlab.run.reader import ENSEMBLE, SKOPS_TRUSTED_PREFIXES, Run, build_net, classical_proba, leaf_runs, load_run, mean_accuracy
 from mnistlab.run.source import accept_source
 
 __all__ = ["ENSEMBLE", "RUNS_DIR", "RUN_HINT", "SKOPS_TRUSTED_PREFIXES", "DatasetFacts", "Run", "RunFolder", "accept_source",
