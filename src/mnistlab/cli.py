@@ -466,6 +466,8 @@ BENCH_OPTIONS = [  # (name, type, option) of `mnistlab bench`
                                             "environments (no leave-one-out selection).")),
     ("pinned_draw", bool, typer.Option(False, "--pinned-draw", help="domainbed: every run on the dataset's pinned draw "
                                        "(seed 0), not on a draw of its own seeded as DomainBed's train.py seeds it.")),
+    ("precision", str, typer.Option("fp32", help="domainbed: fp32 (DomainBed's) or bf16 (the nets' forward under autocast, "
+                                    "where the CPU or GPU computes it natively: about 3x faster a step on an AMX CPU).")),
     ("strategies", list[str], typer.Option([], "--strategies", "--strategy", help="continual: the strategies (default all nine).")),
     ("buffer", int, typer.Option(500, help="continual: images kept by replay, agem and gdumb.")),
     ("iterations", Optional[int], typer.Option(None, help="continual: iterations a task (default van de Ven's: 2,000 Split, "
@@ -503,7 +505,8 @@ def bench_cmd(**o):
                               model=o["models"][0] if o["models"] else "domainbed-cnn", out=o["out_dir"], storage=o["storage"],
                               study=o["study"], jobs=o["jobs"], threads=o["threads"], budget_minutes=o["budget_minutes"],
                               data_dir=o["data_dir"], extra={"device": o["device"]} if o["device"] else None,
-                              test_environments=o["test_environments"] or None, pinned_draw=o["pinned_draw"], say=say)
+                              test_environments=o["test_environments"] or None, pinned_draw=o["pinned_draw"],
+                              precision=o["precision"], say=say)
         print(markdown(result))
         out.print(f"wrote {result['out']}/domainbed.json, domainbed.md")
     elif o["protocol"] is not None:

@@ -151,3 +151,24 @@ def test_a_run_trains_on_its_own_draw_and_the_draw_leaves_the_cache(real_home, t
     assert "each run on its own draw" in (tmp_path / "bench" / "domainbed.md").read_text()
     with pytest.raises(SweepError, match="made for another protocol"):  # the same study on the pinned draw
         run_protocol(["colored-mnist-domainbed"], ["erm"], pinned_draw=True, **args)
+
+
+@pytest.mark.realdata
+def test_a_protocol_in_bf16_is_its_own_study_and_its_runs_train_in_bf16(real_home, tmp_path, monkeypatch):
+    args = dict(hparams=1, trials=1, steps=1, checkpoint_every=1, leave_one_out=False, model="irm-mlp",
+                test_environments=["-90%"], data_dir=real_home, extra={"model_args": {"hidden": 8}}, pinned_draw=True)
+    monkeypatch.setattr("mnistlab.training.engine.bf16_supported", lambda device: False)
+    with pytest.raises(InvalidArgument, match="precision bf16 requested"):  # before any run, on hardware without it
+        run_protocol(["colored-mnist-domainbed"], ["erm"], precision="bf16", out=tmp_path / "none", **args)
+    with pytest.raises(InvalidArgument, match="fp32 .DomainBed's. or bf16"):
+        run_protocol(["colored-mnist-domainbed"], ["erm"], precision="fp16", out=tmp_path / "none", **args)
+    assert not (tmp_path / "none").exists()
+    monkeypatch.setattr("mnistlab.training.engine.bf16_supported", lambda device: True)
+    result = run_protocol(["colored-mnist-domainbed"], ["erm"], precision="bf16", out=tmp_path / "bench", **args)
+    assert result["runs"] == 1 and result["precision"] == "bf16"
+    run = tmp_path / "bench" / "runs" / Job("colored-mnist-domainbed", "erm", (2,), 0, 0).key
+    assert json.loads((run / "metrics.json").read_text())["precision"] == "bf16"
+    assert "in bf16 (autocast)" in (tmp_path / "bench" / "domainbed.md").read_text()
+    assert "precision" not in Protocol(("rotated-mnist",), ("erm",)).identity()  # fp32 studies made before: the same
+    with pytest.raises(SweepError, match="made for another protocol"):  # the same study in fp32
+        run_protocol(["colored-mnist-domainbed"], ["erm"], out=tmp_path / "bench", **args)

@@ -126,6 +126,28 @@ def test_l2_adds_the_squared_norm_of_every_parameter():
     assert with_l2.objective(batches)[1]["loss"] == pytest.approx(plain.objective(batches)[1]["loss"] + 0.01 * norm, rel=1e-9)
 
 
+def test_bf16_runs_the_net_under_autocast_and_keeps_risks_penalties_and_weights_in_fp32():
+    batches = [(x.float(), y) for x, y in _batches()]
+    for name in ("erm", "irm", "vrex", "coral"):
+        exact = _algorithm(name, penalty_weight=3.0, penalty_anneal=0)
+        exact.net.float()
+        fast = _algorithm(name, penalty_weight=3.0, penalty_anneal=0)
+        fast.net.float()
+        fast.autocast = torch.bfloat16
+        seen = []
+        first = next(m for m in fast.net.modules() if isinstance(m, torch.nn.Linear))
+        first.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+        loss, out = fast.objective(batches)
+        want = float(exact.objective(batches)[0].detach())
+        assert seen and set(seen) == {torch.bfloat16}, name  # the net's layers computed in bf16
+        assert loss.dtype == torch.float32 and float(loss.detach()) == pytest.approx(want, rel=2e-2), name
+        assert float(loss.detach()) != want, name  # and it is not the fp32 number: autocast did run
+        before = [p.detach().clone() for p in fast.net.parameters()]
+        fast.update(batches)
+        assert all(p.dtype == torch.float32 for p in fast.net.parameters())
+        assert any(not torch.equal(a, b) for a, b in zip(before, fast.net.parameters())), name
+
+
 def test_bad_settings_are_one_line():
     with pytest.raises(UnknownName, match="did you mean"):
         Settings.from_config(_cfg(algorithm="irn"))

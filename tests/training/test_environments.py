@@ -52,6 +52,21 @@ def test_a_small_run_across_environments(real_home, tmp_path):
 
 
 @pytest.mark.realdata
+def test_precision_across_environments_is_fp32_unless_bf16_is_asked(real_home, tmp_path, monkeypatch):
+    small = {"data_dir": real_home, "algorithm": "irm", "test_environment": "-90%", "steps": 4, "batch_size": 256,
+             "checkpoint_every": 2, "model_args": {"hidden": 16}}
+    monkeypatch.setattr("mnistlab.training.engine.bf16_supported", lambda device: True)  # AMX or not, here
+    auto = train("irm-mlp", "colored-mnist", out=tmp_path / "auto", **small)
+    fast = train("irm-mlp", "colored-mnist", out=tmp_path / "bf16", precision="bf16", **small)
+    assert auto.metrics["precision"] == "fp32" and fast.metrics["precision"] == "bf16"  # auto: the papers' format
+    assert fast.metrics["steps"] == 4 and fast.metrics["environments"] != auto.metrics["environments"]
+    monkeypatch.setattr("mnistlab.training.engine.bf16_supported", lambda device: False)
+    with pytest.raises(InvalidArgument, match="precision bf16 requested"):
+        train("irm-mlp", "colored-mnist", out=tmp_path / "refused", precision="bf16", **small)
+    assert not (tmp_path / "refused").exists()
+
+
+@pytest.mark.realdata
 def test_runs_across_environments_are_compared_and_reported_on_their_test_environment(real_home, tmp_path):
     from mnistlab.data import load_dataset
     from mnistlab.evaluate.compare import compare_runs

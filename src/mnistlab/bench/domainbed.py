@@ -137,6 +137,7 @@ class Protocol:
     extra: dict = field(default_factory=dict)  # settings for every run (device)
     test_environments: tuple[str, ...] | None = None  # only these test environments' cells (None: every one)
     pinned_draw: bool = False  # every run on the dataset's pinned draw (seed 0), not on its own as DomainBed's
+    precision: str = "fp32"  # DomainBed's; bf16: the nets' forward under autocast (training/algorithms.py)
 
     def identity(self) -> dict:
         """What the study is for; a study name used again must mean the same protocol."""
@@ -145,6 +146,8 @@ class Protocol:
                                                                      "test_environments")}))
         if not self.pinned_draw:  # a study made before runs had their own draws trained on the pinned one: no key
             out["draws"] = "per run"
+        if self.precision != "fp32":  # a study made before runs could train in bf16: no key
+            out["precision"] = self.precision
         return out
 
 
@@ -185,8 +188,8 @@ def settings(job: Job, p: Protocol) -> dict:
             "train_environments": [n for i, n in enumerate(names) if i not in job.test_envs], "steps": p.steps,
             "checkpoint_every": p.checkpoint_every, "holdout_fraction": HOLDOUT, "trial_seed": job.trial_seed,
             "seed": job.seed, "optimizer": "adam", "schedule": "none", "calibration_split": 0,
-            "algorithm_args": {"convention": "domainbed"}, **hparams(job.algorithm, job.hparams_seed, job.trial_seed),
-            **p.extra}
+            "algorithm_args": {"convention": "domainbed"}, "precision": p.precision,
+            **hparams(job.algorithm, job.hparams_seed, job.trial_seed), **p.extra}
 
 
 def records_of(job: Job, history: list[dict]) -> list[dict]:
@@ -239,11 +242,12 @@ def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None
                  leave_one_out: bool = True, model: str = "domainbed-cnn", out: str | Path | None = None,
                  storage: str | None = None, study: str | None = None, jobs: int = 1, threads: int | None = None,
                  budget_minutes: float | None = None, heartbeat: int = 10, data_dir=None, extra: dict | None = None,
-                 test_environments: list[str] | None = None, pinned_draw: bool = False,
+                 test_environments: list[str] | None = None, pinned_draw: bool = False, precision: str = "fp32",
                  say: Callable[[str], None] | None = None) -> dict:
     """Run (or join) the protocol and write its tables into `out` (domainbed.json, domainbed.md). Returns the result.
     `test_environments`: only those cells (with leave-one-out, the pairs that hold one of them out), the others X.
     `pinned_draw`: every run on the dataset's pinned draw instead of a draw of its own (DomainBed's).
+    `precision`: fp32 (DomainBed's) or bf16 (autocast, on hardware that computes it natively).
 
     >>> mnistlab.bench.domainbed.run_protocol(["colored-mnist-domainbed"], ["erm", "irm"], hparams=2, trials=1)
     """
@@ -275,13 +279,19 @@ def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None
             from mnistlab.errors import UnknownName
 
             raise UnknownName(f"environment of {' or '.join(datasets)}", name, tuple(known))
+    if precision not in ("fp32", "bf16"):
+        raise InvalidArgument(f"precision must be fp32 (DomainBed's) or bf16, got {precision!r}")
+    if precision == "bf16":  # hardware without it: refused here, not in every worker
+        from mnistlab.training.engine import resolve_engine
+
+        resolve_engine((extra or {}).get("device") or "auto", precision, "eager", optimizer="adam")
     model = get_model_info(model).name
     out = Path(out) if out else Path("bench-domainbed")
     ensure_dir(out / "runs", "pass --out to a writable folder")
     p = Protocol(tuple(datasets), tuple(algorithms), hparams, trials, steps, checkpoint_every, leave_one_out, model, out,
                  storage or f"sqlite:///{(out / 'study.db').resolve()}", study or "domainbed", jobs, threads,
                  budget_minutes, heartbeat, str(data_dir) if data_dir else None, dict(extra or {}),
-                 tuple(test_environments) if test_environments else None, pinned_draw)
+                 tuple(test_environments) if test_environments else None, pinned_draw, precision)
     jobs_list = [j.to_dict() for j in make_jobs(p)]
     study = open_queue(queue_of(p), jobs_list)  # a bad URL or a reused name fails here, before any work
     for d in datasets:
@@ -321,6 +331,7 @@ def markdown(result: dict) -> str:
              f"{result['hparams']} hyperparameter seeds x {result['trials']} trial seeds, {result['steps']} steps, "
              f"model {result['model']}, " + ("each run on its own draw of the dataset, as DomainBed's"
                                              if result.get("draws") else "every run on the dataset's pinned draw") +
+             (" in bf16 (autocast)" if result.get("precision") == "bf16" else "") +
              f"; {result['runs']} runs finished ({result['run_seconds']:.0f} s of training). "
              "Cells: mean ± standard error over trial seeds, in percent; DomainBed's published value in brackets; "
              "X: a test environment without finished runs.", ""]

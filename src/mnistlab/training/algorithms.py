@@ -106,6 +106,7 @@ class Algorithm:
     optimizer: object = None
     steps_done: int = 0
     q: torch.Tensor | None = None  # GroupDRO's weights over the environments
+    autocast: torch.dtype | None = None  # bf16: the net's forward under autocast; the risks and penalties in fp32
 
     def __post_init__(self):
         if self.optimizer is None:
@@ -134,11 +135,12 @@ class Algorithm:
         s = self.settings
         sizes = [len(y) for _, y in minibatches]
         x = torch.cat([x for x, _ in minibatches])
-        if s.name == "coral":
-            features = _features(self.net, x)
-            logits = self.net.forward_head(features)
-        else:
-            logits = self.net(x)
+        with torch.autocast(x.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            if s.name == "coral":
+                features = _features(self.net, x)
+                logits = self.net.forward_head(features)
+            else:
+                logits = self.net(x)
         logits = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
         parts = list(zip(torch.split(logits, sizes), [y for _, y in minibatches]))
         risks = torch.stack([F.cross_entropy(lg, y) for lg, y in parts])

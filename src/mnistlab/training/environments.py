@@ -167,23 +167,22 @@ def train_across(folder, ds, progress: bool = False, on_step=None):
     from mnistlab.models import has_convolutions
     from mnistlab.run import build_net
     from mnistlab.training.algorithms import Algorithm, Settings
-    from mnistlab.training.engine import Engine, pick_device
     from mnistlab.training.schedule import epoch_seed, lr_at
     from mnistlab.training.step import make_optimizer
     from mnistlab.training.tensors import to_tensors
 
     cfg = folder.cfg
     settings, envs = Settings.from_config(cfg), Environments.of(ds, cfg)
-    device = pick_device(cfg.device)
+    engine = across_engine(cfg)
+    device = engine.device
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     net = build_net(folder.record()).to(device)
     if has_convolutions(net):  # as the trainer
         net = net.to(memory_format=torch.channels_last)
-    engine = Engine(device, "fp32", "eager")
     algo = Algorithm(settings, net, lambda: make_optimizer(cfg.optimizer, [p for p in net.parameters() if p.requires_grad],
-                                                           cfg.lr, cfg.weight_decay, engine))
+                                                           cfg.lr, cfg.weight_decay, engine), autocast=engine.autocast_dtype)
     ckpt = folder.last_checkpoint()
     step, history, seconds = 0, [], 0.0
     if ckpt is not None:
@@ -217,10 +216,19 @@ def train_across(folder, ds, progress: bool = False, on_step=None):
         if progress:
             shown = " ".join(f"{n} {v.get('in', v.get('out')):.3f}" for n, v in row["environments"].items())
             log.warning("step %d/%d  loss %.4f  %s", step, total, row["loss"], shown)
-    return finish_across(folder, net, envs, history, seconds, device)
+    return finish_across(folder, net, envs, history, seconds, engine)
 
 
-def finish_across(folder, net, envs: Environments, history: list[dict], seconds: float, device):
+def across_engine(cfg):
+    """The engine of training across environments: eager, in fp32 unless --precision bf16 asks (on hardware that
+    computes it natively): `auto` keeps fp32 here, the number format of the published protocols."""
+    from mnistlab.training.engine import resolve_engine
+
+    return resolve_engine(cfg.device, "fp32" if cfg.precision == "auto" else cfg.precision, "eager",
+                          optimizer=cfg.optimizer)
+
+
+def finish_across(folder, net, envs: Environments, history: list[dict], seconds: float, engine):
     """The final files: the weights of the last step and metrics.json (each environment's accuracies, the test
     accuracy, the selections within the run)."""
     from mnistlab.training.record import finish_own_loop
@@ -235,4 +243,4 @@ def finish_across(folder, net, envs: Environments, history: list[dict], seconds:
         "environments": {n: {**last.get(n, {}), "role": envs.role(e)} for e, n in enumerate(envs.names)},
         "trained_on": described["train"], "tested_on": described["test"], "environment_sizes": described["sizes"],
         "algorithm": folder.cfg.algorithm or "erm", "selection": select(history, described),
-        "steps": history[-1]["step"]}, seconds, device)
+        "steps": history[-1]["step"]}, seconds, engine.device, engine.precision)

@@ -23,15 +23,15 @@ def final_metrics(folder: RunFolder, numbers: dict, device=None) -> dict:
             **numbers}
 
 
-def finish_own_loop(folder: RunFolder, net, numbers: dict, seconds: float, device):
+def finish_own_loop(folder: RunFolder, net, numbers: dict, seconds: float, device, precision: str = "fp32"):
     """The end of a run trained by a loop of its own (across environments, from few labels): its last weights, then
-    metrics.json with `numbers` and what every such run records (parameters, device, fp32 and eager, threads, no
-    temperature)."""
+    metrics.json with `numbers` and what every such run records (parameters, device, precision, an eager step,
+    threads, no temperature)."""
     import torch
 
     from mnistlab.models import count_params
 
     folder.save_weights({k: v.detach().to("cpu", copy=True).contiguous() for k, v in net.state_dict().items()})
     metrics = {**numbers, "train_seconds": seconds, "params": count_params(net), "device": str(device),
-               "precision": "fp32", "step_kind": "eager", "threads": torch.get_num_threads(), "temperature": 1.0}
+               "precision": precision, "step_kind": "eager", "threads": torch.get_num_threads(), "temperature": 1.0}
     return folder.save_metrics(final_metrics(folder, metrics, device))

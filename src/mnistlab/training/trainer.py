@@ -190,13 +190,13 @@ def _check_across(cfg: TrainConfig, family: str, procs: Processes) -> None:
     """What training across environments does not do (training/environments.py), refused before the run folder."""
     for given, what in ((family != "neural", f"{cfg.model!r} is a {family} model"), (procs.active, "--distributed"),
                         (cfg.augment != "none", "--augment"), (cfg.adversarial != "none", "--adversarial"),
-                        (cfg.ema, "--ema"), (cfg.tta != "none", "--tta"), (cfg.precision == "bf16", "--precision bf16"),
+                        (cfg.ema, "--ema"), (cfg.tta != "none", "--tta"),
                         (cfg.step == "cuda-graph", "--step cuda-graph"), (cfg.train_subset is not None, "--train-subset"),
                         (cfg.val_split, "--val-split (use --holdout-fraction)"), (cfg.tensorboard, "--tensorboard"),
                         (cfg.logit_norm is not None, "--logit-norm"), (cfg.init_from, "--init-from")):
         if given:
-            raise InvalidArgument(f"training across environments (--algorithm) trains a neural net in fp32, eager, with "
-                                  f"none of: {what}")
+            raise InvalidArgument(f"training across environments (--algorithm) trains a neural net, eager, with none "
+                                  f"of: {what}")
 
 
 def _try_net(cfg: TrainConfig, spec, device) -> None:
