@@ -279,12 +279,7 @@ def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None
             from mnistlab.errors import UnknownName
 
             raise UnknownName(f"environment of {' or '.join(datasets)}", name, tuple(known))
-    if precision not in ("fp32", "bf16"):
-        raise InvalidArgument(f"precision must be fp32 (DomainBed's) or bf16, got {precision!r}")
-    if precision == "bf16":  # hardware without it: refused here, not in every worker
-        from mnistlab.training.engine import resolve_engine
-
-        resolve_engine((extra or {}).get("device") or "auto", precision, "eager", optimizer="adam")
+    _check_precision(precision, (extra or {}).get("device") or "auto")
     model = get_model_info(model).name
     out = Path(out) if out else Path("bench-domainbed")
     ensure_dir(out / "runs", "pass --out to a writable folder")
@@ -300,6 +295,16 @@ def run_protocol(datasets: list[str] | None = None, algorithms: list[str] | None
         f"hyperparameter seeds x {trials} trial seeds, {steps} steps); runs in {out / 'runs'}")
     why = run_workers(queue_of(p), jobs_list, functools.partial(_run, p), jobs, say)
     return write_tables(p, study, why)
+
+
+def _check_precision(precision: str, device: str) -> None:
+    """fp32 or bf16, and bf16 only where the device computes it: refused here, not in every worker."""
+    if precision not in ("fp32", "bf16"):
+        raise InvalidArgument(f"precision must be fp32 (DomainBed's) or bf16, got {precision!r}")
+    if precision == "bf16":
+        from mnistlab.training.engine import resolve_engine
+
+        resolve_engine(device, precision, "eager", optimizer="adam")
 
 
 def write_tables(p: Protocol, study, why: str) -> dict:
