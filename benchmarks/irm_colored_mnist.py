@@ -7,6 +7,7 @@ Each restart is a run folder under --out (PRESET/SEED): a stopped benchmark resu
 restart is read back, so the restarts can be spread over several processes (--seeds) and the table printed by any.
 By default every restart trains on the one pinned draw of `colored-mnist` (only the initialisation varies);
 --redraw trains restart s on the draw `colored-mnist@s`, as IRM's code draws new environments every restart.
+--precision bf16 trains under bf16 autocast (the paper's code is fp32), its restarts in a folder of their own.
 
 Run: .venv/bin/python benchmarks/irm_colored_mnist.py [--restarts 10] [--presets erm-colored-mnist ...]
      .venv/bin/python benchmarks/irm_colored_mnist.py --seeds 1 3 5 7 9 --threads 1 &   # two workers side by side
@@ -31,11 +32,12 @@ PAPER_TESTS = {"erm-colored-mnist": [16.1, 17.5, 18.1, 16.6, 16.7, 17.5, 17.7, 1
                "erm-grayscale": [72.9, 72.9, 72.9, 72.7, 72.7, 73.6, 73.0, 73.1, 72.3, 74.1]}
 
 
-def restart(preset: str, seed: int, folder: Path, threads: int | None, redraw: bool = False) -> tuple[float, float, float]:
+def restart(preset: str, seed: int, folder: Path, threads: int | None, redraw: bool = False,
+            precision: str = "fp32") -> tuple[float, float, float]:
     """One restart's training and test accuracy (%) and its training seconds: trained, resumed or read back."""
     from mnistlab.training import train
 
-    settings = {"threads": threads} if threads else {}
+    settings = {"threads": threads, "precision": precision} if threads else {"precision": precision}
     if redraw:
         settings["dataset"] = f"colored-mnist@{seed}"
     run = train(resume=folder) if folder.exists() else train(preset=preset, seed=seed, out=folder, **settings)
@@ -52,13 +54,16 @@ def main() -> None:
     ap.add_argument("--redraw", action="store_true", help="restart s on the draw colored-mnist@s (IRM's code redraws)")
     ap.add_argument("--out", type=Path, help="default bench-out/irm-table1 (--redraw: bench-out/irm-table1-redrawn)")
     ap.add_argument("--threads", type=int, help="PyTorch threads per training (default: all)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast (the paper's is fp32)")
     args = ap.parse_args()
-    args.out = args.out or Path("bench-out/irm-table1-redrawn" if args.redraw else "bench-out/irm-table1")
+    default = "bench-out/irm-table1" + ("-redrawn" if args.redraw else "") + ("-bf16" if args.precision == "bf16" else "")
+    args.out = args.out or Path(default)
 
     for seed in args.seeds if args.seeds is not None else range(args.restarts):
         for preset in args.presets:
             t0 = time.perf_counter()
-            tr, te, _ = restart(preset, seed, args.out / preset / str(seed), args.threads, args.redraw)
+            tr, te, _ = restart(preset, seed, args.out / preset / str(seed), args.threads, args.redraw,
+                                args.precision)
             print(f"{preset} seed {seed}: train {tr:.1f}%, test {te:.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     import torch
@@ -67,7 +72,8 @@ def main() -> None:
     from mnistlab.evaluate.stats import welch
 
     draws = "restart s on the draw colored-mnist@s" if args.redraw else "every restart on the pinned draw"
-    print(f"{hardware_name(torch.device('cpu'))}, PyTorch {torch.__version__}; restarts found in {args.out} ({draws})")
+    print(f"{hardware_name(torch.device('cpu'))}, PyTorch {torch.__version__}; restarts found in {args.out} ({draws}, "
+          f"{args.precision})")
     print("| preset | restarts | train (ours) | test (ours) | train (paper) | test (paper) | test, Welch p | seconds per restart |\n"
           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for preset in args.presets:

@@ -467,7 +467,7 @@ BENCH_OPTIONS = [  # (name, type, option) of `mnistlab bench`
     ("pinned_draw", bool, typer.Option(False, "--pinned-draw", help="domainbed: every run on the dataset's pinned draw "
                                        "(seed 0), not on a draw of its own seeded as DomainBed's train.py seeds it.")),
     ("precision", str, typer.Option("fp32", help="domainbed: fp32 (DomainBed's) or bf16 (the nets' forward under autocast, "
-                                    "where the CPU or GPU computes it natively: about 3x faster a step on an AMX CPU).")),
+                                    "where the CPU or GPU computes it natively: 2.6x faster a step on an AMX CPU).")),
     ("strategies", list[str], typer.Option([], "--strategies", "--strategy", help="continual: the strategies (default all nine).")),
     ("buffer", int, typer.Option(500, help="continual: images kept by replay, agem and gdumb.")),
     ("iterations", Optional[int], typer.Option(None, help="continual: iterations a task (default van de Ven's: 2,000 Split, "
