@@ -37,7 +37,9 @@ def restart(preset: str, seed: int, folder: Path, threads: int | None, redraw: b
     """One restart's training and test accuracy (%) and its training seconds: trained, resumed or read back."""
     from mnistlab.training import train
 
-    settings = {"threads": threads, "precision": precision} if threads else {"precision": precision}
+    settings = {"precision": precision}
+    if threads:
+        settings["threads"] = threads
     if redraw:
         settings["dataset"] = f"colored-mnist@{seed}"
     run = train(resume=folder) if folder.exists() else train(preset=preset, seed=seed, out=folder, **settings)

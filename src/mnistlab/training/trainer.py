@@ -40,7 +40,7 @@ from mnistlab.training.distributed import SINGLE, Processes, all_sum, check_batc
 from mnistlab.training.distributed import start as start_processes
 from mnistlab.training.distributed import stop as stop_processes
 from mnistlab.training.engine import Engine, resolve_engine
-from mnistlab.training.environments import Environments, check_environments, train_across
+from mnistlab.training.environments import Environments, across_engine, check_environments, train_across
 from mnistlab.training.record import final_metrics
 from mnistlab.training.schedule import epoch_seed, lr_at
 from mnistlab.training.semi import check_semi, labelled_split, train_semi
@@ -164,7 +164,8 @@ def _check_settings(cfg: TrainConfig, procs: Processes):
     """Everything that can be refused before a run folder is made; the dataset's spec and the device a net trains on."""
     spec = get_spec(cfg.dataset)
     family = get_model_info(cfg.model).family
-    if check_environments(cfg, spec)[0]:
+    across = check_environments(cfg, spec)[0]
+    if across:
         _check_across(cfg, family, procs)
     check_semi(cfg, spec, family)
     if cfg.labels is not None and procs.active:
@@ -179,7 +180,8 @@ def _check_settings(cfg: TrainConfig, procs: Processes):
         return spec, None
     if procs.active:
         check_batch(procs, cfg.batch_size)
-    device = _engine(cfg, procs).device  # a device, precision or step this machine cannot run fails here, before the run folder
+    engine = across_engine(cfg) if across else _engine(cfg, procs)  # the engine the run will train with
+    device = engine.device  # a device, precision or step this machine cannot run fails here, before the run folder
     _try_net(cfg, spec, device)  # and so does a net that cannot be built, run there, or answers in the wrong shape
     if cfg.tensorboard:
         tensorboard.check_available()
